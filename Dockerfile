@@ -1,0 +1,23 @@
+# One image for web, worker and beat (see docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    REENGAGE_EMBEDDED_SERVICES=0
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY reengage reengage
+COPY tracking tracking
+COPY campaigns campaigns
+RUN pip install --disable-pip-version-check .
+
+COPY . .
+# collectstatic needs settings but no services; use throwaway values.
+RUN DEBUG=0 SECRET_KEY=build-only DATABASE_URL=postgres://build@localhost/build \
+    REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput
+
+RUN useradd --system --uid 1000 reengage && chown -R reengage /app
+USER reengage
+EXPOSE 8000
+ENTRYPOINT ["docker/entrypoint.sh"]
+CMD ["web"]

@@ -1,0 +1,40 @@
+# reengage — `make run` brings the whole system up, `make test` runs the suite.
+# Both create .venv and install on first use; nothing else is needed but Python.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint format check-deploy clean-data embedded-status embedded-stop
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[embedded,dev]'
+	@touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) manage.py devserver
+
+test: $(STAMP) lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+embedded-status: $(STAMP)
+	$(PY) -m reengage.embedded status
+
+embedded-stop: $(STAMP)
+	$(PY) -m reengage.embedded stop
+
+clean-data: embedded-stop
+	rm -rf .data

@@ -1,0 +1,59 @@
+"""`/healthz`: is this instance able to take traffic and do its background work?"""
+
+from __future__ import annotations
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+
+WORKER_PING_TIMEOUT = 1.0
+
+
+def check_database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:
+        return f"database unreachable: {type(exc).__name__}"
+    return None
+
+
+def check_redis() -> str | None:
+    try:
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1
+        )
+        client.ping()
+    except redis.RedisError as exc:
+        return f"redis unreachable: {type(exc).__name__}"
+    return None
+
+
+def check_worker() -> str | None:
+    from reengage.celery import app
+
+    try:
+        # limit=1 returns as soon as one worker answers.
+        replies = app.control.ping(timeout=WORKER_PING_TIMEOUT, limit=1)
+    except Exception as exc:
+        return f"cannot ask workers: {type(exc).__name__}"
+    if not replies:
+        return f"no Celery worker answered within {WORKER_PING_TIMEOUT:g}s"
+    return None
+
+
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    checks = {"database": check_database(), "redis": check_redis()}
+    # Asking workers goes through the broker; skip it when Redis is down.
+    checks["worker"] = check_worker() if checks["redis"] is None else "redis is down"
+    down = {name: problem for name, problem in checks.items() if problem}
+    body = {
+        "status": "down" if down else "ok",
+        "checks": {name: problem or "ok" for name, problem in checks.items()},
+    }
+    if down:
+        body["down"] = sorted(down)
+    return JsonResponse(body, status=503 if down else 200)

@@ -1,0 +1,76 @@
+"""Shared fixtures: a real Celery worker process, Redis clients, URLs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def redis_client():
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+def test_database_url() -> str:
+    """The URL of the database pytest-django created, for child processes."""
+    db = settings.DATABASES["default"]
+    from urllib.parse import quote
+
+    host = quote(db["HOST"] or "", safe="")
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    auth = db["USER"] + (f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{host}{port}/{db['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "REENGAGE_EMBEDDED_SERVICES": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def celery_worker_process(db, transactional_db):
+    """A real `celery worker` subprocess on the test database and Redis DB."""
+    log = open(ROOT / ".data" / "test-worker.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "reengage", "worker", "--pool", "solo",
+         "-l", "INFO", "-n", f"test-{os.getpid()}@%h", "--without-heartbeat",
+         "--without-mingle", "--without-gossip"],
+        cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    from reengage.celery import app
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if app.control.ping(timeout=0.5, limit=1):
+            break
+        assert proc.poll() is None, (ROOT / ".data" / "test-worker.log").read_text()
+    else:
+        proc.kill()
+        pytest.fail("celery worker did not answer a ping within 30 s")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
