@@ -1,0 +1,259 @@
+"""Sites, visitors, profiles and events.
+
+A *Visitor* is one browser (one anonymous ID in a first-party cookie). A
+*Profile* is one person: every visitor points at one, and `identify`/`alias`
+stitch several visitors (and a userId) to the same profile, so a conversion on
+any of a person's browsers counts.
+
+Events live in a table partitioned by month of their timestamp (created by
+migration 0002 in SQL, since Django cannot declare partitions); `Event` maps it
+read-only for the admin and reports. Writes go through `tracking.storage`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.timezone import now as tz_now
+
+
+def new_write_key() -> str:
+    return "wk_" + secrets.token_urlsafe(18)
+
+
+def new_secret_key() -> str:
+    return "sk_" + secrets.token_urlsafe(32)
+
+
+def validate_domain(value: str) -> None:
+    host = value.removeprefix("*.")
+    if not host or "/" in host or (":" in host.strip("[]") and not host.startswith("[")):
+        raise ValidationError(
+            f"{value!r} is not a host name; write it like shop.example.com or *.example.com "
+            "(no scheme, path or port)"
+        )
+
+
+def validate_timezone(value: str) -> None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{value!r} is not a time zone name like Europe/Berlin") from None
+
+
+class Site(models.Model):
+    class ConsentMode(models.TextChoices):
+        NONE = "none", "No consent needed (track everyone, honour GPC)"
+        OPT_IN = "opt-in", "Opt-in: track only after the visitor consents"
+        OPT_OUT = "opt-out", "Opt-out: track until the visitor declines"
+
+    name = models.CharField(max_length=200)
+    domains = ArrayField(
+        models.CharField(max_length=253, validators=[validate_domain]),
+        default=list,
+        blank=True,
+        help_text="Host names the browser snippet may send from, e.g. shop.example.com or "
+        "*.example.com. Server-side calls with the secret key skip this check.",
+    )
+    write_key = models.CharField(max_length=64, unique=True, default=new_write_key, editable=False)
+    secret_key = models.CharField(
+        max_length=96, unique=True, default=new_secret_key, editable=False
+    )
+    # Rotation: the previous secret keeps working until this time.
+    previous_secret_key = models.CharField(max_length=96, blank=True, default="", editable=False)
+    previous_secret_key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    consent_mode = models.CharField(
+        max_length=10, choices=ConsentMode.choices, default=ConsentMode.NONE
+    )
+    anonymize_ip = models.BooleanField(
+        default=True, help_text="Zero the last octet (IPv4) or last 80 bits (IPv6) before storing."
+    )
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    retention_days = models.PositiveIntegerField(
+        default=395,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Events older than this are deleted.",
+    )
+    cookie_days = models.PositiveIntegerField(
+        default=395,
+        validators=[MinValueValidator(1), MaxValueValidator(825)],
+        help_text="Lifetime of the visitor's first-party cookie.",
+    )
+    postal_address = models.TextField(
+        blank=True, default="", help_text="Shown in every email's footer (required by law)."
+    )
+    events_per_minute = models.PositiveIntegerField(
+        default=60_000, help_text="Rate limit for this site's ingest, in events per minute."
+    )
+    created_at = models.DateTimeField(default=tz_now, editable=False)
+    last_event_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def secret_keys(self, now=None) -> list[str]:
+        now = now or tz_now()
+        keys = [self.secret_key]
+        expires = self.previous_secret_key_expires_at
+        if self.previous_secret_key and expires and expires > now:
+            keys.append(self.previous_secret_key)
+        return keys
+
+    def rotate_secret_key(self, overlap: timedelta = timedelta(hours=24), now=None) -> str:
+        now = now or tz_now()
+        self.previous_secret_key = self.secret_key
+        self.previous_secret_key_expires_at = now + overlap
+        self.secret_key = new_secret_key()
+        self.save(
+            update_fields=["secret_key", "previous_secret_key", "previous_secret_key_expires_at"]
+        )
+        return self.secret_key
+
+    def user_hash(self, email: str) -> str:
+        """The HMAC a site's backend computes to prove an email belongs to the visitor."""
+        return hmac.new(
+            self.secret_key.encode(), email.strip().lower().encode(), hashlib.sha256
+        ).hexdigest()
+
+    def verify_user_hash(self, email: str, given: str, now=None) -> bool:
+        message = email.strip().lower().encode()
+        return any(
+            hmac.compare_digest(hmac.new(key.encode(), message, hashlib.sha256).hexdigest(), given)
+            for key in self.secret_keys(now)
+        )
+
+    def allows_origin(self, origin_host: str) -> bool:
+        host = origin_host.lower()
+        for domain in self.domains:
+            domain = domain.lower()
+            if domain.startswith("*."):
+                if host == domain[2:] or host.endswith(domain[1:]):
+                    return True
+            elif host == domain:
+                return True
+        return False
+
+
+class Profile(models.Model):
+    """One person on one site: traits, consent, and the identities that point here."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="profiles")
+    user_id = models.CharField(max_length=200, null=True, blank=True)
+    email = models.EmailField(max_length=254, null=True, blank=True)
+    email_verified = models.BooleanField(
+        default=False,
+        help_text="Set only by a secret-key call or an identify with a valid user_hash. "
+        "Unverified addresses are never mailed.",
+    )
+    traits = models.JSONField(default=dict, blank=True)
+    # Per purpose: {"analytics": bool, "email": bool, "advertising": bool}; absent = unknown.
+    consent = models.JSONField(default=dict, blank=True)
+    gpc = models.BooleanField(default=False, help_text="The browser sent Global Privacy Control.")
+    timezone = models.CharField(max_length=64, blank=True, default="")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    # A profile merged into another keeps a pointer, so late events still land.
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "user_id"],
+                condition=models.Q(user_id__isnull=False),
+                name="profile_unique_user_id_per_site",
+            )
+        ]
+        indexes = [models.Index(fields=["site", "email"], name="profile_site_email")]
+
+    def __str__(self) -> str:
+        return self.email or self.user_id or f"profile {self.pk}"
+
+
+class Visitor(models.Model):
+    """One browser: an anonymous ID from the snippet's first-party cookie."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="visitors")
+    anonymous_id = models.CharField(max_length=200)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="visitors")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "anonymous_id"], name="visitor_unique_anonymous_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.anonymous_id
+
+
+class Event(models.Model):
+    """Read-only view of the partitioned `tracking_event` table."""
+
+    pk = models.CompositePrimaryKey("id", "timestamp")
+    id = models.BigIntegerField()
+    site = models.ForeignKey(Site, on_delete=models.DO_NOTHING, db_constraint=False)
+    profile = models.ForeignKey(
+        Profile, null=True, on_delete=models.DO_NOTHING, db_constraint=False
+    )
+    message_id = models.CharField(max_length=200)
+    type = models.CharField(max_length=16)
+    name = models.CharField(max_length=200, blank=True)
+    anonymous_id = models.CharField(max_length=200, blank=True)
+    user_id = models.CharField(max_length=200, blank=True)
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField()
+    properties = models.JSONField(default=dict)
+    context = models.JSONField(default=dict)
+
+    class Meta:
+        managed = False
+        db_table = "tracking_event"
+        ordering = ["-timestamp"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name}".strip()
+
+
+class DroppedCount(models.Model):
+    """Counters of input that was refused or dropped on purpose (bots), per site and day."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE)
+    day = models.DateField()
+    reason = models.CharField(max_length=40)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["site", "day", "reason"], name="dropped_unique_day")
+        ]
+
+
+class EventKey(models.Model):
+    """(site, messageId) of every stored event inside the dedupe window.
+
+    The partitioned event table cannot carry a unique key without the partition
+    column, so uniqueness of messageId lives here; the flusher inserts keys with
+    ON CONFLICT DO NOTHING and stores only the events whose key was new.
+    """
+
+    pk = models.CompositePrimaryKey("site_id", "message_id")
+    site_id = models.BigIntegerField()
+    message_id = models.CharField(max_length=200)
+    received_at = models.DateTimeField(db_index=True)
