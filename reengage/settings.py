@@ -184,3 +184,31 @@ LOGGING = {
 # Development admin created by `make run` (never in production).
 DEV_ADMIN_USERNAME = "admin"
 DEV_ADMIN_PASSWORD = "admin"  # noqa: S105
+
+# --- ingest and tracking -------------------------------------------------------
+# Seconds a Redis call on the ingest path may take before falling back to PostgreSQL.
+INGEST_REDIS_TIMEOUT = env_int("INGEST_REDIS_TIMEOUT_MS", 1000, minimum=10) / 1000
+# Events per minute one client IP may send (0 = unlimited); sites have their own limit.
+INGEST_CLIENT_EVENTS_PER_MINUTE = env_int("INGEST_CLIENT_EVENTS_PER_MINUTE", 6000, minimum=0)
+INGEST_KEY_CACHE_SECONDS = env_int("INGEST_KEY_CACHE_SECONDS", 30, minimum=0)
+# Client IPs come from REMOTE_ADDR unless a trusted proxy header is configured,
+# e.g. TRUSTED_PROXY_HEADER=HTTP_X_FORWARDED_FOR with TRUSTED_PROXY_COUNT=1 (the
+# address the nearest proxy appended).
+TRUSTED_PROXY_HEADER = env_str("TRUSTED_PROXY_HEADER", "")
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1, minimum=1)
+# messageIds are deduplicated for this many days.
+DEDUPE_WINDOW_DAYS = env_int("DEDUPE_WINDOW_DAYS", 35, minimum=1)
+FLUSH_BUDGET_SECONDS = env_int("FLUSH_BUDGET_SECONDS", 20, minimum=1)
+FLUSH_INTERVAL_SECONDS = env_int("FLUSH_INTERVAL_SECONDS", 1, minimum=1)
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "flush-events": {
+            "task": "tracking.tasks.flush_events",
+            "schedule": FLUSH_INTERVAL_SECONDS,
+            "options": {"expires": 10},
+        },
+        "fold-dropped-counts": {"task": "tracking.tasks.fold_dropped_counts", "schedule": 60},
+        "maintain-partitions": {"task": "tracking.tasks.maintain_partitions", "schedule": 3600},
+    }
+)

@@ -1,0 +1,120 @@
+"""The ingest buffer: a Redis stream, with PostgreSQL as the fallback.
+
+`accept()` is called by the ingest view after validation. It checks the site's
+and the client's rate and appends the events as one stream entry, in one Redis
+round trip (a Lua script, so the check and the append are atomic). If Redis is
+unreachable, the events are written straight to PostgreSQL; if that fails too,
+`StorageUnavailable` makes the view answer 503 so the client retries. An event
+is acknowledged (2xx) only once it sits in Redis (AOF) or in PostgreSQL.
+
+The flusher (`tracking.flush`) drains the stream with a consumer group.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+import redis
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+STREAM = "reengage:events"
+GROUP = "flusher"
+DROPPED = "reengage:dropped"  # hash "<site_id>:<YYYY-MM-DD>:<reason>" → count
+RATE_WINDOW = 60  # seconds
+
+# KEYS: site counter, client counter, stream. ARGV: n, site limit, client limit,
+# window, payload. Returns the entry id, or "site"/"client" when over the limit.
+_APPEND = """
+local n = tonumber(ARGV[1])
+local site = redis.call('INCRBY', KEYS[1], n)
+if site == n then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+if site > tonumber(ARGV[2]) then redis.call('DECRBY', KEYS[1], n) return 'site' end
+if tonumber(ARGV[3]) > 0 then
+  local client = redis.call('INCRBY', KEYS[2], n)
+  if client == n then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+  if client > tonumber(ARGV[3]) then
+    redis.call('DECRBY', KEYS[1], n) redis.call('DECRBY', KEYS[2], n) return 'client'
+  end
+end
+return redis.call('XADD', KEYS[3], '*', 'e', ARGV[5])
+"""
+
+
+class StorageUnavailable(Exception):
+    """Neither Redis nor PostgreSQL took the events: the client must retry."""
+
+
+class RateLimited(Exception):
+    def __init__(self, scope: str, retry_after: int) -> None:
+        super().__init__(scope)
+        self.scope = scope
+        self.retry_after = retry_after
+
+
+_client: redis.Redis | None = None
+_client_url: str | None = None
+_script = None
+
+
+def client() -> redis.Redis:
+    """One connection pool per process (and per REDIS_URL, for tests)."""
+    global _client, _client_url, _script
+    if _client is None or _client_url != settings.REDIS_URL:
+        _client = redis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=settings.INGEST_REDIS_TIMEOUT,
+            socket_connect_timeout=settings.INGEST_REDIS_TIMEOUT,
+            health_check_interval=30,
+        )
+        _client_url = settings.REDIS_URL
+        _script = _client.register_script(_APPEND)
+    return _client
+
+
+def accept(events: list[dict], *, site_id: int, site_limit: int, client_key: str) -> str:
+    """Store events durably enough to acknowledge them. Returns "redis" or "postgres"."""
+    if not events:
+        return "none"
+    payload = json.dumps(events, separators=(",", ":"))
+    window = int(time.time()) // RATE_WINDOW
+    try:
+        client()
+        result = _script(
+            keys=[f"reengage:rate:s:{site_id}:{window}", f"reengage:rate:c:{client_key}:{window}",
+                  STREAM],
+            args=[len(events), site_limit, settings.INGEST_CLIENT_EVENTS_PER_MINUTE,
+                  RATE_WINDOW * 2, payload],
+        )  # fmt: skip
+    except redis.RedisError as exc:
+        log.warning("redis unavailable for ingest (%s); writing to PostgreSQL", exc)
+        return _fallback(events)
+    if result in (b"site", b"client"):
+        retry_after = RATE_WINDOW - int(time.time()) % RATE_WINDOW
+        raise RateLimited(result.decode(), max(1, retry_after))
+    return "redis"
+
+
+def _fallback(events: list[dict]) -> str:
+    from django.db import DatabaseError
+
+    from tracking.storage import store_events
+
+    try:
+        store_events(events, now=datetime.now(UTC))
+    except DatabaseError as exc:
+        log.error("postgres unavailable too (%s); answering 503", exc)
+        raise StorageUnavailable("redis and postgres are both unreachable") from exc
+    return "postgres"
+
+
+def count_dropped(site_id: int, reason: str, n: int, day: str) -> None:
+    """Count input dropped on purpose (bots); best effort, never fails a request."""
+    try:
+        client().hincrby(DROPPED, f"{site_id}:{day}:{reason}", n)
+    except redis.RedisError:
+        log.warning("could not count %d dropped (%s) for site %s", n, reason, site_id)

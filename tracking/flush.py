@@ -1,0 +1,192 @@
+"""Drain the Redis event stream into PostgreSQL.
+
+One pass reads up to `max_events` worth of stream entries with a consumer
+group, stores them with `tracking.storage.store_events` (one transaction) and
+only then acknowledges and deletes the entries. A flusher killed mid-batch
+leaves its entries pending; the next pass reclaims them (its own at once,
+another consumer's once idle for `CLAIM_IDLE_MS`) and the dedupe keys make the
+replay harmless. Nothing acknowledged to a client is ever dropped:
+
+- PostgreSQL down: the pass fails, the entries stay pending and are retried.
+- An entry PostgreSQL refuses (it should not: ingest validates), after bisecting
+  the batch to find it, is moved to the dead-letter stream `reengage:events:dead`
+  with the error, logged, and shown by `manage.py flush --dead-letters`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis
+from django.db import DatabaseError, DataError, IntegrityError, InternalError
+
+from tracking import buffer
+from tracking.storage import store_events
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTERS = "reengage:events:dead"
+CLAIM_IDLE_MS = 30_000
+LOCK_KEY = "reengage:flush:lock"
+
+
+@dataclass
+class FlushResult:
+    entries: int = 0
+    events: int = 0
+    stored: int = 0
+    dead_letters: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def ensure_group(client: redis.Redis) -> None:
+    try:
+        client.xgroup_create(buffer.STREAM, buffer.GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _read(client: redis.Redis, consumer: str, count: int) -> list[tuple[bytes, dict]]:
+    # 1. entries this consumer read before and did not acknowledge (a failed pass);
+    own = client.xreadgroup(buffer.GROUP, consumer, {buffer.STREAM: "0"}, count=count)
+    entries = own[0][1] if own else []
+    entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+    if entries:
+        return entries
+    # 2. entries of a consumer that died (idle too long);
+    claimed = client.xautoclaim(
+        buffer.STREAM, buffer.GROUP, consumer, CLAIM_IDLE_MS, start_id="0-0", count=count
+    )
+    entries = [(entry_id, fields) for entry_id, fields in claimed[1] if fields]
+    if entries:
+        return entries
+    # 3. new entries.
+    fresh = client.xreadgroup(buffer.GROUP, consumer, {buffer.STREAM: ">"}, count=count)
+    return fresh[0][1] if fresh else []
+
+
+def _decode(entries) -> list[tuple[bytes, list[dict]]]:
+    return [(entry_id, json.loads(fields[b"e"])) for entry_id, fields in entries]
+
+
+def _acknowledge(client: redis.Redis, entry_ids: list[bytes]) -> None:
+    pipe = client.pipeline(transaction=True)
+    pipe.xack(buffer.STREAM, buffer.GROUP, *entry_ids)
+    pipe.xdel(buffer.STREAM, *entry_ids)
+    pipe.execute()
+
+
+def _store_or_isolate(
+    client: redis.Redis, decoded: list[tuple[bytes, list[dict]]], now: datetime, result: FlushResult
+) -> None:
+    """Store the entries; if PostgreSQL refuses their data, bisect to find the bad ones."""
+    events = [event for _, batch in decoded for event in batch]
+    try:
+        stored = store_events(events, now=now)
+    except (DataError, IntegrityError, InternalError) as exc:
+        if len(decoded) == 1:
+            entry_id, batch = decoded[0]
+            log.error("dead-lettering stream entry %s: %s", entry_id, exc)
+            pipe = client.pipeline(transaction=True)
+            pipe.xadd(
+                DEAD_LETTERS,
+                {"e": json.dumps(batch), "error": str(exc)[:2000], "entry": entry_id},
+            )
+            pipe.xack(buffer.STREAM, buffer.GROUP, entry_id)
+            pipe.xdel(buffer.STREAM, entry_id)
+            pipe.execute()
+            result.dead_letters += 1
+            return
+        middle = len(decoded) // 2
+        _store_or_isolate(client, decoded[:middle], now, result)
+        _store_or_isolate(client, decoded[middle:], now, result)
+        return
+    _acknowledge(client, [entry_id for entry_id, _ in decoded])
+    result.stored += stored.stored
+
+
+def flush_once(*, max_entries: int = 500, now: datetime | None = None) -> FlushResult:
+    """One pass: read, store, acknowledge. Raises if Redis or PostgreSQL is down."""
+    client = buffer.client()
+    ensure_group(client)
+    result = FlushResult()
+    entries = _read(client, consumer_name(), max_entries)
+    if not entries:
+        return result
+    decoded = _decode(entries)
+    result.entries = len(decoded)
+    result.events = sum(len(batch) for _, batch in decoded)
+    _store_or_isolate(client, decoded, now or datetime.now(UTC), result)
+    return result
+
+
+def flush_until_empty(*, budget_seconds: float = 20.0, max_entries: int = 500) -> FlushResult:
+    """Flush pass after pass until the stream is drained or the time budget is spent.
+
+    A Redis lock keeps one flusher at a time (others return at once); the
+    advisory lock in storage would serialise them anyway.
+    """
+    client = buffer.client()
+    total = FlushResult()
+    token = f"{consumer_name()}-{time.monotonic()}"
+    if not client.set(LOCK_KEY, token, nx=True, ex=int(budget_seconds) + 60):
+        return total
+    try:
+        deadline = time.monotonic() + budget_seconds
+        while time.monotonic() < deadline:
+            result = flush_once(max_entries=max_entries)
+            total.entries += result.entries
+            total.events += result.events
+            total.stored += result.stored
+            total.dead_letters += result.dead_letters
+            if result.entries < max_entries:
+                break
+    except DatabaseError as exc:
+        log.warning("flush stopped, PostgreSQL unavailable: %s (entries stay pending)", exc)
+        total.errors.append(str(exc))
+    finally:
+        # Release only our own lock.
+        if client.get(LOCK_KEY) == token.encode():
+            client.delete(LOCK_KEY)
+    return total
+
+
+def fold_dropped_counts() -> int:
+    """Move the Redis counters of dropped input (bots) into `DroppedCount` rows."""
+    from django.db import connection, transaction
+
+    client = buffer.client()
+    pending = f"{buffer.DROPPED}:folding"
+    if not client.exists(pending):
+        try:
+            client.rename(buffer.DROPPED, pending)
+        except redis.ResponseError:  # nothing counted
+            return 0
+    counts = client.hgetall(pending)
+    rows = []
+    for key, value in counts.items():
+        site_id, day, reason = key.decode().split(":", 2)
+        rows.append((int(site_id), day, reason, int(value)))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(
+            """
+            INSERT INTO tracking_droppedcount (site_id, day, reason, count)
+            SELECT %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM tracking_site WHERE id = %s)
+            ON CONFLICT (site_id, day, reason)
+            DO UPDATE SET count = tracking_droppedcount.count + EXCLUDED.count
+            """,
+            [(s, d, r, c, s) for s, d, r, c in rows],
+        )
+    client.delete(pending)
+    return len(rows)

@@ -1,0 +1,393 @@
+"""Validate and normalise Segment-spec calls into reengage's event envelope.
+
+Pure functions, no database: the ingest view calls `parse_batch` and hands the
+result to `tracking.buffer`. Every refusal is an `IngestError` naming the field
+(`batch[3].event`) and carrying the HTTP status it deserves. Limits below are
+documented in docs/api.md; keep the two in step.
+
+The envelope (one dict per event, JSON-serialisable) is what the Redis stream
+holds and what `tracking.storage.store_events` writes:
+
+    site_id, message_id, type, name, anonymous_id, user_id, previous_id,
+    timestamp, received_at (ISO-8601 UTC), properties, traits, context (dicts),
+    email (str or ""), email_verified (bool), consent (dict or None), gpc (bool),
+    timezone (str)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+MAX_BODY_BYTES = 512 * 1024  # a whole request, after gzip decompression
+MAX_EVENT_BYTES = 32 * 1024  # one event, as JSON
+MAX_BATCH_EVENTS = 500
+MAX_ID_LENGTH = 200  # messageId, anonymousId, userId, event name
+MAX_STRING_LENGTH = 8 * 1024  # any string value inside properties/traits/context
+MAX_KEYS = 200  # keys per object
+MAX_DEPTH = 6  # nesting of objects/arrays inside properties/traits/context
+MAX_ARRAY_LENGTH = 500
+# Browser (write-key) timestamps may lag this much (offline queues); older ones
+# are clamped to the receive time. Secret-key calls may backfill up to retention.
+BROWSER_BACKFILL = timedelta(hours=24)
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+TYPES = {"track", "page", "screen", "identify", "alias", "group"}
+CONSENT_PURPOSES = ("analytics", "email", "advertising")
+
+# The Segment ecommerce spec (v2) names understood natively; see docs/api.md.
+ECOMMERCE_EVENTS = frozenset(
+    {
+        "Products Searched",
+        "Product List Viewed",
+        "Product List Filtered",
+        "Promotion Viewed",
+        "Promotion Clicked",
+        "Product Clicked",
+        "Product Viewed",
+        "Product Added",
+        "Product Removed",
+        "Cart Viewed",
+        "Checkout Started",
+        "Checkout Step Viewed",
+        "Checkout Step Completed",
+        "Payment Info Entered",
+        "Order Updated",
+        "Order Completed",
+        "Order Refunded",
+        "Order Cancelled",
+        "Coupon Entered",
+        "Coupon Applied",
+        "Coupon Denied",
+        "Coupon Removed",
+        "Product Added to Wishlist",
+        "Product Removed from Wishlist",
+        "Wishlist Product Added to Cart",
+        "Product Shared",
+        "Cart Shared",
+        "Product Reviewed",
+    }
+)
+
+
+class IngestError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+    def as_json(self) -> dict:
+        body: dict[str, Any] = {"success": False, "error": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+@dataclass(frozen=True)
+class SiteKey:
+    """What the hot path needs to know about the site behind a key (cached)."""
+
+    site_id: int
+    trusted: bool  # the secret key: server-side call
+    domains: tuple[str, ...]
+    anonymize_ip: bool
+    retention_days: int
+    secret_keys: tuple[str, ...]
+    events_per_minute: int
+
+    def allows_origin(self, host: str) -> bool:
+        host = host.lower()
+        for domain in self.domains:
+            if domain.startswith("*."):
+                if host == domain[2:] or host.endswith(domain[1:]):
+                    return True
+            elif host == domain:
+                return True
+        return False
+
+    def verify_user_hash(self, email: str, given: str) -> bool:
+        message = email.strip().lower().encode()
+        return any(
+            hmac.compare_digest(hmac.new(k.encode(), message, hashlib.sha256).hexdigest(), given)
+            for k in self.secret_keys
+        )
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise IngestError(400, "must be an ISO-8601 date-time string", field)
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise IngestError(400, f"{value[:40]!r} is not an ISO-8601 date-time", field) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def check_text(value: str, field: str) -> None:
+    """PostgreSQL's text and jsonb refuse NUL and unpaired surrogates: refuse them here,
+    so they can never poison a flush batch."""
+    if "\x00" in value:
+        raise IngestError(400, "contains a NUL character", field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise IngestError(400, "contains invalid Unicode (an unpaired surrogate)", field) from None
+
+
+def check_json_value(value: Any, field: str, depth: int = 0) -> None:
+    """Enforce the documented bounds on free-form objects."""
+    if depth > MAX_DEPTH:
+        raise IngestError(400, f"is nested deeper than {MAX_DEPTH} levels", field)
+    if isinstance(value, dict):
+        if len(value) > MAX_KEYS:
+            raise IngestError(400, f"has more than {MAX_KEYS} keys", field)
+        for key, item in value.items():
+            if len(key) > MAX_ID_LENGTH:
+                raise IngestError(400, f"has a key longer than {MAX_ID_LENGTH}", field)
+            check_text(key, field)
+            check_json_value(item, f"{field}.{key}", depth + 1)
+    elif isinstance(value, list):
+        if len(value) > MAX_ARRAY_LENGTH:
+            raise IngestError(400, f"has more than {MAX_ARRAY_LENGTH} items", field)
+        for index, item in enumerate(value):
+            check_json_value(item, f"{field}[{index}]", depth + 1)
+    elif isinstance(value, str):
+        if len(value) > MAX_STRING_LENGTH:
+            raise IngestError(400, f"is longer than {MAX_STRING_LENGTH} characters", field)
+        check_text(value, field)
+    elif isinstance(value, float) and value != value:  # NaN from lenient parsers
+        raise IngestError(400, "is not a number", field)
+
+
+def _object(raw: dict, key: str, path: str) -> dict:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise IngestError(400, "must be a JSON object", f"{path}.{key}")
+    check_json_value(value, f"{path}.{key}")
+    return value
+
+
+def _id(raw: dict, key: str, path: str, *, required: bool = False) -> str:
+    value = raw.get(key)
+    if value is None or value == "":
+        if required:
+            raise IngestError(400, "is required", f"{path}.{key}")
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)  # Segment allows numeric ids
+    if not isinstance(value, str):
+        raise IngestError(400, "must be a string", f"{path}.{key}")
+    value = value.strip()
+    if len(value) > MAX_ID_LENGTH:
+        raise IngestError(400, f"is longer than {MAX_ID_LENGTH} characters", f"{path}.{key}")
+    check_text(value, f"{path}.{key}")
+    return value
+
+
+def anonymize_ip(value: str) -> str:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+@lru_cache(maxsize=4096)
+def is_bot(user_agent: str) -> bool:
+    from crawlerdetect import CrawlerDetect
+
+    return bool(user_agent) and CrawlerDetect().isCrawler(user_agent)
+
+
+def _consent(context: dict, path: str) -> dict | None:
+    consent = context.get("consent")
+    if consent is None:
+        return None
+    if not isinstance(consent, dict):
+        raise IngestError(400, "must be an object of booleans", f"{path}.context.consent")
+    result = {}
+    for purpose in CONSENT_PURPOSES:
+        if purpose in consent:
+            if not isinstance(consent[purpose], bool):
+                raise IngestError(400, "must be true or false", f"{path}.context.consent.{purpose}")
+            result[purpose] = consent[purpose]
+    return result
+
+
+def normalize_event(
+    raw: Any,
+    *,
+    path: str,
+    key: SiteKey,
+    received_at: datetime,
+    sent_at: datetime | None,
+    client_ip: str,
+    default_type: str | None = None,
+) -> dict | None:
+    """One Segment call → envelope. Returns None for a bot (dropped, counted)."""
+    if not isinstance(raw, dict):
+        raise IngestError(400, "must be a JSON object", path)
+    if len(json.dumps(raw, separators=(",", ":"))) > MAX_EVENT_BYTES:
+        raise IngestError(413, f"is larger than {MAX_EVENT_BYTES} bytes", path)
+    # /v1/track and friends fix the type; in a batch each call names its own.
+    event_type = default_type or raw.get("type")
+    if event_type not in TYPES:
+        raise IngestError(400, f"must be one of {', '.join(sorted(TYPES))}", f"{path}.type")
+    message_id = _id(raw, "messageId", path) or str(uuid.uuid4())
+    anonymous_id = _id(raw, "anonymousId", path)
+    user_id = _id(raw, "userId", path)
+    if not anonymous_id and not user_id:
+        raise IngestError(400, "anonymousId or userId is required", f"{path}.anonymousId")
+    properties = _object(raw, "properties", path)
+    traits = _object(raw, "traits", path)
+    context = dict(_object(raw, "context", path))
+
+    name = ""
+    previous_id = ""
+    if event_type == "track":
+        name = _id(raw, "event", path, required=True)
+    elif event_type in ("page", "screen"):
+        name = _id(raw, "name", path)
+    elif event_type == "alias":
+        previous_id = _id(raw, "previousId", path, required=True)
+        if not user_id:
+            raise IngestError(400, "is required for alias", f"{path}.userId")
+    if event_type == "identify" and not traits:
+        traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
+
+    timestamp = received_at
+    if raw.get("timestamp") is not None:
+        timestamp = parse_time(raw["timestamp"], f"{path}.timestamp")
+        event_sent_at = (
+            parse_time(raw["sentAt"], f"{path}.sentAt") if raw.get("sentAt") else sent_at
+        )
+        if event_sent_at is not None:
+            # Correct the client's clock skew the way Segment does.
+            timestamp = received_at - (event_sent_at - timestamp)
+    if timestamp > received_at + MAX_FUTURE_SKEW:
+        context["originalTimestamp"] = raw.get("timestamp")
+        timestamp = received_at
+    if key.trusted:
+        if timestamp < received_at - timedelta(days=key.retention_days):
+            raise IngestError(
+                400,
+                f"is older than the site's retention ({key.retention_days} days)",
+                f"{path}.timestamp",
+            )
+    elif timestamp < received_at - BROWSER_BACKFILL:
+        context["originalTimestamp"] = raw.get("timestamp")
+        timestamp = received_at
+
+    user_agent = context.get("userAgent")
+    if isinstance(user_agent, str) and is_bot(user_agent):
+        return None
+
+    # IP: a server-side call may state the visitor's IP; a browser's is the client's.
+    ip = context.get("ip") if key.trusted and isinstance(context.get("ip"), str) else client_ip
+    if ip:
+        context["ip"] = anonymize_ip(ip) if key.anonymize_ip else ip
+    else:
+        context.pop("ip", None)
+
+    # Email: verified only from the secret key or with a valid user_hash.
+    email = ""
+    email_verified = False
+    raw_email = traits.get("email") if event_type == "identify" else None
+    user_hash = traits.pop("user_hash", None) or context.pop("user_hash", None)
+    if raw_email is not None:
+        if not isinstance(raw_email, str) or "@" not in raw_email or len(raw_email) > 254:
+            raise IngestError(400, "is not an email address", f"{path}.traits.email")
+        email = raw_email.strip()
+        if key.trusted:
+            email_verified = True
+        elif isinstance(user_hash, str) and user_hash:
+            if not key.verify_user_hash(email, user_hash.strip().lower()):
+                raise IngestError(
+                    400,
+                    "does not match the email (HMAC-SHA256 of the lower-cased email "
+                    "under the site's secret key)",
+                    f"{path}.traits.user_hash" if "user_hash" in raw.get("traits", {}) else
+                    f"{path}.context.user_hash",
+                )  # fmt: skip
+            email_verified = True
+
+    gpc = context.get("gpc") is True
+    tz = context.get("timezone") if isinstance(context.get("timezone"), str) else ""
+
+    return {
+        "site_id": key.site_id,
+        "message_id": message_id,
+        "type": event_type,
+        "name": name,
+        "anonymous_id": anonymous_id,
+        "user_id": user_id,
+        "previous_id": previous_id,
+        "timestamp": timestamp.isoformat(),
+        "received_at": received_at.isoformat(),
+        "properties": properties,
+        "traits": traits,
+        "context": context,
+        "email": email,
+        "email_verified": email_verified,
+        "consent": _consent(context, path),
+        "gpc": gpc,
+        "timezone": tz[:64],
+    }
+
+
+def parse_batch(
+    payload: Any,
+    *,
+    key: SiteKey,
+    received_at: datetime,
+    client_ip: str,
+    single_type: str | None,
+) -> tuple[list[dict], int]:
+    """A request body → (envelopes, bots dropped). `single_type` for /v1/track etc."""
+    if not isinstance(payload, dict):
+        raise IngestError(400, "the body must be a JSON object", "body")
+    sent_at = parse_time(payload["sentAt"], "sentAt") if payload.get("sentAt") else None
+    if single_type is None:
+        batch = payload.get("batch")
+        if not isinstance(batch, list):
+            raise IngestError(400, "must be a list of events", "batch")
+        if not batch:
+            raise IngestError(400, "is empty", "batch")
+        if len(batch) > MAX_BATCH_EVENTS:
+            raise IngestError(413, f"has more than {MAX_BATCH_EVENTS} events", "batch")
+        calls = [(item, f"batch[{index}]") for index, item in enumerate(batch)]
+    else:
+        calls = [(payload, "body")]
+    events = []
+    bots = 0
+    for raw, path in calls:
+        event = normalize_event(
+            raw,
+            path=path,
+            key=key,
+            received_at=received_at,
+            sent_at=sent_at,
+            client_ip=client_ip,
+            default_type=single_type,
+        )
+        if event is None:
+            bots += 1
+        else:
+            events.append(event)
+    return events, bots

@@ -1,0 +1,383 @@
+"""Write a batch of event envelopes to PostgreSQL, set-based, in one transaction.
+
+Steps (each one statement over the whole batch, except identity changes):
+
+1. COPY the batch into a temporary staging table;
+2. dedupe on (site, messageId) against `tracking_eventkey` (and inside the batch);
+3. stitch identities: only (anonymousId, userId) pairs whose mapping changes
+   are handled one by one (rare: a login, a new device); the rest is set-based;
+4. create visitors and profiles for unseen anonymous IDs and userIds;
+5. insert the events with their profile, update profiles (traits, email,
+   consent, last seen) and sites' last event time;
+6. send `tracking.signals.events_stored` so campaigns enroll in the same
+   transaction, reading the temporary table `_stored`.
+
+A transaction-level advisory lock serialises writers (the flusher and the
+PostgreSQL fallback of the ingest view), so two batches never race to create
+the same visitor. Replaying a batch is harmless: step 2 drops what is stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from tracking.signals import events_stored, profiles_merged
+
+log = logging.getLogger(__name__)
+
+WRITE_LOCK = 7_346_001  # pg_advisory_xact_lock key for event writers
+
+STAGE_COLUMNS = (
+    "seq", "site_id", "message_id", "type", "name", "anonymous_id", "user_id", "previous_id",
+    "ts", "received_at", "properties", "traits", "context", "email", "email_verified",
+    "consent", "gpc", "timezone",
+)  # fmt: skip
+
+CREATE_STAGE = """
+DROP TABLE IF EXISTS _stage, _fresh, _stored, _new_visitors;
+CREATE TEMP TABLE _stage (
+    seq int PRIMARY KEY, site_id bigint NOT NULL, message_id text NOT NULL,
+    type text NOT NULL, name text NOT NULL, anonymous_id text NOT NULL,
+    user_id text NOT NULL, previous_id text NOT NULL, ts timestamptz NOT NULL,
+    received_at timestamptz NOT NULL, properties jsonb NOT NULL, traits jsonb NOT NULL,
+    context jsonb NOT NULL, email text NOT NULL, email_verified boolean NOT NULL,
+    consent jsonb, gpc boolean NOT NULL, timezone text NOT NULL, profile_id bigint
+) ON COMMIT DROP;
+CREATE TEMP TABLE _fresh (seq int PRIMARY KEY) ON COMMIT DROP;
+CREATE TEMP TABLE _stored (
+    id bigint, site_id bigint, profile_id bigint, type text, name text,
+    anonymous_id text, user_id text, timestamp timestamptz, properties jsonb
+) ON COMMIT DROP;
+"""
+
+DEDUPE = """
+WITH firsts AS (
+    SELECT DISTINCT ON (site_id, message_id) seq, site_id, message_id, received_at
+    FROM _stage ORDER BY site_id, message_id, seq
+), inserted AS (
+    INSERT INTO tracking_eventkey (site_id, message_id, received_at)
+    SELECT site_id, message_id, received_at FROM firsts
+    ON CONFLICT DO NOTHING
+    RETURNING site_id, message_id
+)
+INSERT INTO _fresh (seq)
+SELECT firsts.seq FROM firsts JOIN inserted USING (site_id, message_id);
+DELETE FROM _stage s WHERE NOT EXISTS (SELECT 1 FROM _fresh f WHERE f.seq = s.seq);
+"""
+
+# (anonymous id, user id) pairs whose current mapping differs from the batch's.
+CHANGED_PAIRS = """
+SELECT site_id, anon, user_id, is_alias FROM (
+    SELECT DISTINCT ON (site_id, anon, user_id) site_id, anon, user_id, is_alias, seq
+    FROM (
+        SELECT site_id, CASE WHEN type = 'alias' THEN previous_id ELSE anonymous_id END AS anon,
+               user_id, type = 'alias' AS is_alias, seq
+        FROM _stage WHERE user_id <> ''
+    ) raw
+    WHERE anon <> ''
+    ORDER BY site_id, anon, user_id, seq
+) pairs
+WHERE NOT EXISTS (
+    SELECT 1 FROM tracking_visitor v JOIN tracking_profile p ON p.id = v.profile_id
+    WHERE v.site_id = pairs.site_id AND v.anonymous_id = pairs.anon AND p.user_id = pairs.user_id
+)
+ORDER BY seq
+"""
+
+NEW_VISITORS = """
+INSERT INTO tracking_profile (id, site_id, user_id, email, email_verified, traits, consent,
+                              gpc, timezone, first_seen_at, last_seen_at)
+SELECT profile_id, site_id, NULL, NULL, false, '{}', '{}', false, '', first_ts, last_ts
+FROM _new_visitors;
+INSERT INTO tracking_visitor (site_id, anonymous_id, profile_id, first_seen_at, last_seen_at)
+SELECT site_id, anonymous_id, profile_id, first_ts, last_ts FROM _new_visitors;
+DROP TABLE _new_visitors;
+"""
+
+NEW_USER_PROFILES = """
+INSERT INTO tracking_profile (site_id, user_id, email, email_verified, traits, consent, gpc,
+                              timezone, first_seen_at, last_seen_at)
+SELECT site_id, user_id, NULL, false, '{}', '{}', false, '', min(ts), max(ts)
+FROM _stage s
+WHERE user_id <> '' AND NOT EXISTS (
+    SELECT 1 FROM tracking_profile p WHERE p.site_id = s.site_id AND p.user_id = s.user_id)
+GROUP BY site_id, user_id
+"""
+
+RESOLVE = """
+UPDATE _stage s SET profile_id = p.id FROM tracking_profile p
+WHERE s.user_id <> '' AND p.site_id = s.site_id AND p.user_id = s.user_id;
+UPDATE _stage s SET profile_id = v.profile_id FROM tracking_visitor v
+WHERE s.profile_id IS NULL AND s.anonymous_id <> ''
+  AND v.site_id = s.site_id AND v.anonymous_id = s.anonymous_id;
+"""
+
+INSERT_EVENTS = """
+WITH inserted AS (
+    INSERT INTO tracking_event (site_id, profile_id, message_id, type, name, anonymous_id,
+                                user_id, timestamp, received_at, properties, context)
+    SELECT site_id, profile_id, message_id, type, name, anonymous_id, user_id, ts, received_at,
+           CASE WHEN type = 'identify' THEN traits ELSE properties END,
+           context
+    FROM _stage ORDER BY seq
+    RETURNING id, site_id, profile_id, type, name, anonymous_id, user_id, timestamp, properties
+)
+INSERT INTO _stored SELECT * FROM inserted
+"""
+
+UPDATE_VISITORS = """
+UPDATE tracking_visitor v SET last_seen_at = GREATEST(v.last_seen_at, a.last_ts)
+FROM (SELECT site_id, anonymous_id, max(ts) AS last_ts FROM _stage
+      WHERE anonymous_id <> '' GROUP BY site_id, anonymous_id) a
+WHERE v.site_id = a.site_id AND v.anonymous_id = a.anonymous_id
+  AND v.last_seen_at < a.last_ts
+"""
+
+UPDATE_PROFILES = """
+WITH seen AS (
+    SELECT profile_id, min(ts) AS first_ts, max(ts) AS last_ts,
+           (array_agg(gpc ORDER BY ts DESC, seq DESC))[1] AS gpc,
+           (array_agg(timezone ORDER BY ts DESC, seq DESC)
+                FILTER (WHERE timezone <> ''))[1] AS timezone
+    FROM _stage WHERE profile_id IS NOT NULL GROUP BY profile_id
+), traits AS (
+    SELECT s.profile_id, jsonb_object_agg(t.key, t.value ORDER BY s.ts, s.seq) AS traits
+    FROM _stage s, jsonb_each(s.traits) t
+    WHERE s.type = 'identify' AND s.profile_id IS NOT NULL GROUP BY s.profile_id
+), consent AS (
+    SELECT s.profile_id, jsonb_object_agg(c.key, c.value ORDER BY s.ts, s.seq) AS consent
+    FROM _stage s, jsonb_each(s.consent) c
+    WHERE s.consent IS NOT NULL AND s.profile_id IS NOT NULL GROUP BY s.profile_id
+), email AS (
+    SELECT DISTINCT ON (profile_id) profile_id, email, email_verified FROM _stage
+    WHERE email <> '' AND profile_id IS NOT NULL
+    ORDER BY profile_id, email_verified DESC, ts DESC, seq DESC
+)
+UPDATE tracking_profile p SET
+    first_seen_at = LEAST(p.first_seen_at, seen.first_ts),
+    last_seen_at = GREATEST(p.last_seen_at, seen.last_ts),
+    gpc = seen.gpc,
+    timezone = COALESCE(seen.timezone, p.timezone),
+    traits = p.traits || COALESCE(traits.traits, '{}'),
+    consent = p.consent || COALESCE(consent.consent, '{}'),
+    -- A verified address is never replaced by an unverified one.
+    email = CASE WHEN email.email IS NULL THEN p.email
+                 WHEN email.email_verified OR NOT p.email_verified THEN email.email
+                 ELSE p.email END,
+    email_verified = CASE WHEN email.email IS NULL THEN p.email_verified
+                          ELSE email.email_verified OR p.email_verified END
+FROM seen
+LEFT JOIN traits USING (profile_id)
+LEFT JOIN consent USING (profile_id)
+LEFT JOIN email USING (profile_id)
+WHERE p.id = seen.profile_id
+"""
+
+UPDATE_SITES = """
+UPDATE tracking_site t SET last_event_at = a.last
+FROM (SELECT site_id, max(received_at) AS last FROM _stage GROUP BY site_id) a
+WHERE t.id = a.site_id AND (t.last_event_at IS NULL OR t.last_event_at < a.last)
+"""
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    received: int
+    stored: int
+    identity_changes: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.stored
+
+
+def _csv_rows(events: list[dict]) -> io.StringIO:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    for seq, e in enumerate(events):
+        writer.writerow(
+            (
+                seq, e["site_id"], e["message_id"], e["type"], e["name"], e["anonymous_id"],
+                e["user_id"], e["previous_id"], e["timestamp"], e["received_at"],
+                dumps(e["properties"]), dumps(e["traits"]), dumps(e["context"]), e["email"],
+                "t" if e["email_verified"] else "f",
+                None if e["consent"] is None else dumps(e["consent"]),
+                "t" if e["gpc"] else "f", e["timezone"],
+            )
+        )  # fmt: skip
+    buffer.seek(0)
+    return buffer
+
+
+def store_events(events: list[dict], *, now: datetime) -> StoreResult:
+    """Store envelopes exactly once. Safe to call again with the same events."""
+    if not events:
+        return StoreResult(0, 0, 0)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+        cursor.execute(CREATE_STAGE)
+        with connection.wrap_database_errors:  # psycopg2 errors → Django's
+            cursor.cursor.copy_expert(
+                f"COPY _stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN "
+                "WITH (FORMAT csv, FORCE_NULL (consent))",
+                _csv_rows(events),
+            )
+        cursor.execute(DEDUPE)
+        cursor.execute("SELECT count(*) FROM _stage")
+        (stored,) = cursor.fetchone()
+        changes = 0
+        if stored:
+            changes = _stitch(cursor)
+            cursor.execute(
+                """
+                CREATE TEMP TABLE _new_visitors ON COMMIT DROP AS
+                SELECT g.*, nextval(pg_get_serial_sequence('tracking_profile', 'id')) AS profile_id
+                FROM (SELECT site_id, anonymous_id, min(ts) AS first_ts, max(ts) AS last_ts
+                      FROM _stage s WHERE anonymous_id <> '' AND NOT EXISTS (
+                          SELECT 1 FROM tracking_visitor v
+                          WHERE v.site_id = s.site_id AND v.anonymous_id = s.anonymous_id)
+                      GROUP BY site_id, anonymous_id) g
+                """
+            )
+            cursor.execute(NEW_VISITORS)
+            cursor.execute(NEW_USER_PROFILES)
+            cursor.execute(RESOLVE)
+            cursor.execute(INSERT_EVENTS)
+            cursor.execute(UPDATE_VISITORS)
+            cursor.execute(UPDATE_PROFILES)
+            cursor.execute(UPDATE_SITES)
+            events_stored.send(sender=store_events, table="_stored", count=stored, now=now)
+        # ON COMMIT DROP is not enough inside an outer transaction (tests, callers
+        # that batch several stores): drop explicitly.
+        cursor.execute("DROP TABLE _stage, _fresh, _stored")
+    return StoreResult(received=len(events), stored=stored, identity_changes=changes)
+
+
+# --- identity stitching (the rare, row-by-row part) ------------------------------
+
+
+def _stitch(cursor) -> int:
+    cursor.execute(CHANGED_PAIRS)
+    pairs = cursor.fetchall()
+    for site_id, anon, user_id, is_alias in pairs:
+        _link(cursor, site_id, anon, user_id, is_alias)
+    return len(pairs)
+
+
+def _profile_by_user(cursor, site_id: int, user_id: str) -> int | None:
+    cursor.execute(
+        "SELECT id FROM tracking_profile WHERE site_id = %s AND user_id = %s", [site_id, user_id]
+    )
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _new_profile(cursor, site_id: int, user_id: str | None) -> int:
+    cursor.execute(
+        """
+        INSERT INTO tracking_profile (site_id, user_id, email, email_verified, traits, consent,
+                                      gpc, timezone, first_seen_at, last_seen_at)
+        SELECT %s, %s, NULL, false, '{}', '{}', false, '', min(ts), max(ts) FROM _stage
+        RETURNING id
+        """,
+        [site_id, user_id],
+    )
+    return cursor.fetchone()[0]
+
+
+def _link(cursor, site_id: int, anon: str, user_id: str, is_alias: bool) -> None:
+    """Make `anon` (an anonymous id, or for alias possibly an old userId) belong to `user_id`."""
+    user_profile = _profile_by_user(cursor, site_id, user_id)
+    if is_alias:
+        old_profile = _profile_by_user(cursor, site_id, anon)
+        if old_profile is not None:
+            if user_profile is None:
+                cursor.execute(
+                    "UPDATE tracking_profile SET user_id = %s WHERE id = %s", [user_id, old_profile]
+                )
+            elif user_profile != old_profile:
+                cursor.execute("UPDATE tracking_profile SET user_id = NULL WHERE id = %s",
+                               [old_profile])  # fmt: skip
+                merge_profiles(cursor, site_id, survivor=user_profile, merged=old_profile)
+            return
+    cursor.execute(
+        """
+        SELECT v.id, p.id, p.user_id FROM tracking_visitor v
+        JOIN tracking_profile p ON p.id = v.profile_id
+        WHERE v.site_id = %s AND v.anonymous_id = %s
+        """,
+        [site_id, anon],
+    )
+    visitor = cursor.fetchone()
+    if visitor is None:
+        profile = user_profile or _new_profile(cursor, site_id, user_id)
+        cursor.execute(
+            """
+            INSERT INTO tracking_visitor (site_id, anonymous_id, profile_id, first_seen_at,
+                                          last_seen_at)
+            SELECT %s, %s, %s, min(ts), max(ts) FROM _stage
+            """,
+            [site_id, anon, profile],
+        )
+        return
+    visitor_id, visitor_profile, visitor_user = visitor
+    if user_profile is None:
+        if visitor_user is None:
+            # First login on this browser: the anonymous profile becomes the user's.
+            cursor.execute(
+                "UPDATE tracking_profile SET user_id = %s WHERE id = %s", [user_id, visitor_profile]
+            )
+        else:
+            # Another person signs in on a browser known as someone else.
+            new = _new_profile(cursor, site_id, user_id)
+            cursor.execute(
+                "UPDATE tracking_visitor SET profile_id = %s WHERE id = %s", [new, visitor_id]
+            )
+    elif visitor_user is None:
+        # A known user on a new (so far anonymous) browser: one person, one profile.
+        merge_profiles(cursor, site_id, survivor=user_profile, merged=visitor_profile)
+    else:
+        cursor.execute(
+            "UPDATE tracking_visitor SET profile_id = %s WHERE id = %s", [user_profile, visitor_id]
+        )
+
+
+def merge_profiles(cursor, site_id: int, *, survivor: int, merged: int) -> None:
+    """Fold profile `merged` into `survivor`: visitors, events, traits, email, consent."""
+    cursor.execute(
+        """
+        UPDATE tracking_profile s SET
+            traits = m.traits || s.traits,
+            consent = m.consent || s.consent,
+            first_seen_at = LEAST(s.first_seen_at, m.first_seen_at),
+            last_seen_at = GREATEST(s.last_seen_at, m.last_seen_at),
+            email = CASE WHEN s.email IS NULL OR (m.email_verified AND NOT s.email_verified)
+                         THEN m.email ELSE s.email END,
+            email_verified = s.email_verified OR m.email_verified,
+            timezone = COALESCE(NULLIF(s.timezone, ''), m.timezone)
+        FROM tracking_profile m WHERE s.id = %s AND m.id = %s
+        """,
+        [survivor, merged],
+    )
+    cursor.execute(
+        "UPDATE tracking_visitor SET profile_id = %s WHERE profile_id = %s", [survivor, merged]
+    )
+    cursor.execute(
+        "UPDATE tracking_event SET profile_id = %s WHERE site_id = %s AND profile_id = %s",
+        [survivor, site_id, merged],
+    )
+    cursor.execute(
+        "UPDATE tracking_profile SET merged_into_id = %s, user_id = NULL WHERE id = %s",
+        [survivor, merged],
+    )
+    profiles_merged.send(
+        sender=merge_profiles, site_id=site_id, survivor_id=survivor, merged_ids=[merged]
+    )
