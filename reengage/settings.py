@@ -212,3 +212,22 @@ CELERY_BEAT_SCHEDULE.update(
         "maintain-partitions": {"task": "tracking.tasks.maintain_partitions", "schedule": 3600},
     }
 )
+
+# --- campaign engine (campaigns.enrollment, campaigns.decide) --------------------
+# Enrollments decided per claim (one transaction each).
+ENGINE_BATCH_SIZE = env_int("ENGINE_BATCH_SIZE", 1000, minimum=1)
+# How often beat starts a tick, and how long one tick may keep claiming batches.
+ENGINE_TICK_SECONDS = env_int("ENGINE_TICK_SECONDS", 15, minimum=1)
+ENGINE_TICK_BUDGET_SECONDS = env_int("ENGINE_TICK_BUDGET_SECONDS", 60, minimum=1)
+# Trigger events older than this when stored (backfills, late offline queues) enroll no one.
+ENGINE_MAX_TRIGGER_AGE_HOURS = env_int("ENGINE_MAX_TRIGGER_AGE_HOURS", 24, minimum=1)
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "engine-tick": {
+            "task": "campaigns.tasks.engine.tick",
+            "schedule": ENGINE_TICK_SECONDS,
+            "options": {"expires": ENGINE_TICK_SECONDS},
+        },
+    }
+)

@@ -79,6 +79,11 @@ class Campaign(models.Model):
 
     class Meta:
         ordering = ["priority", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(holdout_percent__lte=50), name="campaign_holdout_at_most_half"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -174,6 +179,26 @@ class Decision(models.Model):
         CONTROL = "control", "Holdout"
         RESCHEDULED = "rescheduled", "Rescheduled"
 
+    # Every reason the engine writes, in the marketer's words (docs/campaigns.md).
+    REASONS = {
+        "emailed": "Email queued",
+        "retargeted": "Added to the step's audience",
+        "holdout": "In the holdout group: gets nothing, measures lift",
+        "converted": "Reached the campaign's goal",
+        "campaign_ended": "The campaign ended",
+        "step_removed": "The step was deleted after enrollment",
+        "merged": "Same person enrolled twice (profiles merged); the other enrollment goes on",
+        "no_verified_email": "No verified email address",
+        "no_email_consent": "Withdrew consent to marketing email",
+        "suppressed": "Address is on the suppression list",
+        "frequency_cap": "Email frequency cap reached",
+        "quiet_hours": "Quiet hours in the visitor's time zone",
+        "no_template": "The step has no email template",
+        "gpc": "Global Privacy Control: no advertising audiences",
+        "no_ad_consent": "Withdrew consent to advertising",
+        "no_audience": "The step has no audience to retarget with",
+    }
+
     site = models.ForeignKey("tracking.Site", on_delete=models.CASCADE)
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="decisions")
     step = models.ForeignKey(Step, null=True, on_delete=models.SET_NULL)
@@ -183,8 +208,11 @@ class Decision(models.Model):
     outcome = models.CharField(max_length=12, choices=Outcome.choices)
     reason = models.CharField(max_length=40)
     decided_at = models.DateTimeField()
+    # For a reschedule: when the step is due again.
+    rescheduled_to = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        ordering = ["decided_at", "id"]
         constraints = [
             # Rescheduled decisions may repeat; final ones are once per step.
             models.UniqueConstraint(
