@@ -57,7 +57,8 @@ SELECT e.id, e.site_id, e.campaign_id, e.profile_id, e.next_position, e.enrolled
        c.status, c.ends_at, c.priority, c.email_cap_count, c.email_cap_days,
        st.id, st.channel, st.template_id, st.audience_id,
        nx.position, nx.delay_minutes, nx.delay_from,
-       p.email, p.email_verified, p.consent, p.gpc, p.timezone, site.timezone,
+       p.email, p.email_verified,
+       (p.consent ->> 'email')::boolean, (p.consent ->> 'advertising')::boolean, p.gpc, p.timezone, site.timezone,
        pol.email_cap_count, pol.email_cap_days, pol.over_cap_action,
        pol.quiet_hours_enabled, pol.quiet_hours_start, pol.quiet_hours_end,
        pol.quiet_hours_action,
@@ -149,7 +150,7 @@ def _facts(row: tuple) -> Facts:
      status, ends_at, priority, c_cap_count, c_cap_days,
      step_id, channel, template_id, audience_id,
      nx_position, nx_delay, nx_from,
-     email, email_verified, consent, gpc, profile_tz, site_tz,
+     email, email_verified, consent_email, consent_ads, gpc, profile_tz, site_tz,
      cap_count, cap_days, over_cap, quiet_on, quiet_start, quiet_end, quiet_action,
      suppressed, converted) = row  # fmt: skip
     policy = (
@@ -178,7 +179,11 @@ def _facts(row: tuple) -> Facts:
         next_step=None if nx_position is None else NextStep(nx_position, nx_delay, nx_from),
         email=email,
         email_verified=email_verified,
-        consent=consent if isinstance(consent, dict) else {},
+        consent={
+            purpose: given
+            for purpose, given in (("email", consent_email), ("advertising", consent_ads))
+            if given is not None
+        },
         gpc=gpc,
         timezone=profile_tz if engine.valid_zone(profile_tz) else site_tz,
         suppressed=suppressed,

@@ -26,6 +26,7 @@ On `events_stored`, in this order:
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 
@@ -177,6 +178,9 @@ def enroll_stored(*, table: str, now: datetime) -> int:
                 "keys": TRIGGER_PROPERTY_KEYS,
             }
             for campaign_id, trigger_conditions, audience_conditions in campaigns:
+                # Raw cursors hand jsonb back as text.
+                trigger_conditions = json.loads(trigger_conditions or "[]")
+                audience_conditions = json.loads(audience_conditions or "{}")
                 trigger_sql, trigger_params = compile_conditions(
                     trigger_conditions or [],
                     source="s.properties",
