@@ -47,6 +47,15 @@ TRIGGER_PROPERTY_KEYS = [
     "checkout_id", "coupon",
 ]  # fmt: skip
 
+
+def holdout_bucket_sql(campaign: str, profile: str) -> str:
+    """`campaigns.engine.holdout_bucket` in SQL (for a statement with parameters)."""
+    return (
+        f"('x' || substr(md5({campaign}::text || ':' || {profile}::text), 1, 8))"
+        "::bit(32)::bigint %% 100"
+    )
+
+
 CANDIDATES = """
 SELECT c.id, c.trigger_conditions, c.audience_conditions
 FROM campaigns_campaign c
@@ -72,40 +81,43 @@ INSERT INTO campaigns_enrollment
     (site_id, campaign_id, profile_id, status, is_holdout, next_position, due_at,
      enrolled_at, last_activity_at, trigger_event_id, trigger_properties, exit_reason,
      finished_at)
-SELECT DISTINCT ON (c.id, s.profile_id)
-    s.site_id, c.id, s.profile_id, 'active',
-    -- campaigns.engine.holdout_bucket(campaign, profile) < holdout_percent
-    ('x' || substr(md5(c.id::text || ':' || s.profile_id::text), 1, 8))::bit(32)::bigint %% 100
-        < c.holdout_percent,
-    first.position,
-    s.timestamp + make_interval(mins => GREATEST(first.delay_minutes,
-                                                 COALESCE(c.inactivity_minutes, 0))),
-    s.timestamp, s.timestamp, s.id,
-    COALESCE((SELECT jsonb_object_agg(k.key, k.value) FROM jsonb_each(s.properties) k
-              WHERE k.key = ANY(%(keys)s::text[])), '{{}}'::jsonb)
-        || CASE WHEN {url} IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object('url', {url}) END,
-    '', NULL
-FROM {table} s
-JOIN campaigns_campaign c
-  ON c.site_id = s.site_id
- AND ((s.type = 'track' AND s.name = c.trigger_event)
-      OR (s.type = 'page' AND c.trigger_event = 'Page Viewed'))
-JOIN LATERAL (SELECT st.position, st.delay_minutes FROM campaigns_step st
-              WHERE st.campaign_id = c.id ORDER BY st.position LIMIT 1) first ON true
-JOIN tracking_profile p ON p.id = s.profile_id
-WHERE c.id = ANY(%(campaigns)s::bigint[])
-  AND s.profile_id IS NOT NULL
-  AND s.timestamp > %(oldest)s
-  AND (c.starts_at IS NULL OR c.starts_at <= s.timestamp)
-  AND (c.ends_at IS NULL OR c.ends_at > s.timestamp)
-  AND CASE c.id {predicates} ELSE false END
-  AND NOT EXISTS (
-      SELECT 1 FROM campaigns_enrollment r
-      WHERE r.profile_id = s.profile_id AND r.campaign_id = c.id
-        AND (r.status = 'active'
-             OR COALESCE(r.finished_at, r.enrolled_at)
-                > s.timestamp - make_interval(hours => c.reentry_cooldown_hours)))
-ORDER BY c.id, s.profile_id, s.timestamp, s.id
+SELECT s.site_id, s.campaign_id, s.profile_id, 'active', s.is_holdout, s.position, s.due_at,
+       s.timestamp, s.timestamp, s.id,
+       -- what the email needs from the trigger (computed for the chosen events only)
+       COALESCE((SELECT jsonb_object_agg(k.key, k.value) FROM jsonb_each(s.properties) k
+                 WHERE k.key = ANY(%(keys)s::text[])), '{{}}'::jsonb)
+       || CASE WHEN {url} IS NULL THEN '{{}}'::jsonb ELSE jsonb_build_object('url', {url}) END,
+       '', NULL
+FROM (
+    SELECT DISTINCT ON (c.id, s.profile_id)
+        s.id, s.site_id, s.profile_id, s.timestamp, s.properties, c.id AS campaign_id,
+        -- campaigns.engine.holdout_bucket(campaign, profile) < holdout_percent
+        {holdout} < c.holdout_percent AS is_holdout,
+        first.position,
+        s.timestamp + make_interval(mins => GREATEST(first.delay_minutes,
+                                                     COALESCE(c.inactivity_minutes, 0))) AS due_at
+    FROM {table} s
+    JOIN campaigns_campaign c
+      ON c.site_id = s.site_id
+     AND ((s.type = 'track' AND s.name = c.trigger_event)
+          OR (s.type = 'page' AND c.trigger_event = 'Page Viewed'))
+    JOIN LATERAL (SELECT st.position, st.delay_minutes FROM campaigns_step st
+                  WHERE st.campaign_id = c.id ORDER BY st.position LIMIT 1) first ON true
+    JOIN tracking_profile p ON p.id = s.profile_id
+    WHERE c.id = ANY(%(campaigns)s::bigint[])
+      AND s.profile_id IS NOT NULL
+      AND s.timestamp > %(oldest)s
+      AND (c.starts_at IS NULL OR c.starts_at <= s.timestamp)
+      AND (c.ends_at IS NULL OR c.ends_at > s.timestamp)
+      AND CASE c.id {predicates} ELSE false END
+      AND NOT EXISTS (
+          SELECT 1 FROM campaigns_enrollment r
+          WHERE r.profile_id = s.profile_id AND r.campaign_id = c.id
+            AND (r.status = 'active'
+                 OR COALESCE(r.finished_at, r.enrolled_at)
+                    > s.timestamp - make_interval(hours => c.reentry_cooldown_hours)))
+    ORDER BY c.id, s.profile_id, s.timestamp, s.id
+) s
 ON CONFLICT (campaign_id, profile_id) WHERE status = 'active' DO NOTHING
 """
 
@@ -126,15 +138,15 @@ WHERE e.status = 'active' AND e.profile_id = a.profile_id AND a.last_at > e.last
 """
 
 GOAL_EXITS = """
-WITH exited AS (
+WITH goals AS (
+    SELECT profile_id, name, max(timestamp) AS last_at FROM {table}
+    WHERE type = 'track' AND profile_id IS NOT NULL GROUP BY profile_id, name
+), exited AS (
     UPDATE campaigns_enrollment e SET
         status = 'exited', exit_reason = 'converted', finished_at = %(now)s, due_at = NULL
-    FROM campaigns_campaign c
-    WHERE e.status = 'active' AND c.id = e.campaign_id
-      AND e.profile_id IN (SELECT profile_id FROM {table} WHERE type = 'track')
-      AND EXISTS (SELECT 1 FROM {table} s
-                  WHERE s.profile_id = e.profile_id AND s.type = 'track'
-                    AND s.name = c.goal_event AND s.timestamp >= e.enrolled_at)
+    FROM goals g, campaigns_campaign c
+    WHERE e.status = 'active' AND e.profile_id = g.profile_id
+      AND c.id = e.campaign_id AND g.name = c.goal_event AND g.last_at >= e.enrolled_at
     RETURNING e.id, e.site_id, e.campaign_id, e.profile_id, e.next_position
 )
 INSERT INTO campaigns_decision
@@ -199,7 +211,12 @@ def enroll_stored(*, table: str, now: datetime) -> int:
                 params.update(trigger_params)
                 params.update(audience_params)
             cursor.execute(
-                ENROLL.format(table=table, url=URL_SQL, predicates=" ".join(predicates)),
+                ENROLL.format(
+                    table=table,
+                    url=URL_SQL,
+                    predicates=" ".join(predicates),
+                    holdout=holdout_bucket_sql("c.id", "s.profile_id"),
+                ),
                 params,
             )
             enrolled = cursor.rowcount

@@ -174,9 +174,15 @@ def test_withdrawn_email_consent_and_suppression_stop_the_email(site):
 
 def test_holdout_people_get_a_control_decision_and_nothing_else(site):
     campaign = make_campaign(site, holdout_percent=50)
+    events = []
     for n in range(40):
-        identify(site, anonymous_id=f"v{n}", email=f"v{n}@example.com", at=T0 - minutes(1))
-        track(site, "Product Added", anonymous_id=f"v{n}")
+        email = f"v{n}@example.com"
+        events += [
+            envelope(site, type="identify", anonymous_id=f"v{n}", at=T0 - minutes(1),
+                     traits={"email": email}, email=email, email_verified=True),
+            envelope(site, "Product Added", anonymous_id=f"v{n}"),
+        ]  # fmt: skip
+    store_events(events, now=T0)
     held = Enrollment.objects.filter(campaign=campaign, is_holdout=True)
     assert 0 < held.count() < 40
 
