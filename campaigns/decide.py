@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 QUERIES_PER_BATCH = 7
 
 CLAIM = """
-SELECT e.id FROM campaigns_enrollment e
+SELECT {columns} FROM campaigns_enrollment e
 WHERE e.status = 'active' AND e.due_at <= %(now)s
   AND e.campaign_id IN (SELECT id FROM campaigns_campaign WHERE status IN ('active', 'ended'))
 ORDER BY e.due_at
@@ -50,8 +50,15 @@ LIMIT %(limit)s
 FOR UPDATE OF e SKIP LOCKED
 """
 
+# The claim returns the enrollment's own columns, so the facts need no second
+# look-up of the rows it just locked.
 FACTS = f"""
-WITH claimed AS ({CLAIM})
+WITH e AS ({
+    CLAIM.format(
+        columns="e.id, e.site_id, e.campaign_id, e.profile_id, "
+        "e.next_position, e.enrolled_at, e.is_holdout"
+    )
+})
 SELECT e.id, e.site_id, e.campaign_id, e.profile_id, e.next_position, e.enrolled_at,
        e.is_holdout,
        c.status, c.ends_at, c.priority, c.email_cap_count, c.email_cap_days,
@@ -72,8 +79,7 @@ SELECT e.id, e.site_id, e.campaign_id, e.profile_id, e.next_position, e.enrolled
            WHERE ev.profile_id = e.profile_id AND ev.timestamp >= e.enrolled_at
              AND ev.type = 'track' AND ev.name = c.goal_event
        ) AS converted
-FROM claimed
-JOIN campaigns_enrollment e ON e.id = claimed.id
+FROM e
 JOIN campaigns_campaign c ON c.id = e.campaign_id
 JOIN tracking_profile p ON p.id = e.profile_id
 JOIN tracking_site site ON site.id = e.site_id
@@ -131,6 +137,33 @@ FROM unnest(%(id)s::bigint[], %(status)s::text[], %(next_position)s::int[],
      AS u(id, status, next_position, due_at, exit_reason, finished)
 WHERE e.id = u.id
 """
+
+
+def pg_array(values: list) -> str:
+    """A PostgreSQL array literal (`'{1,2,NULL}'`) for a list of ints, datetimes, bools,
+    strings or None; cast it in SQL (`%(ids)s::bigint[]`).
+
+    psycopg2 adapts a Python list element by element; for the thousands of values of a
+    batch that costs more than the statements themselves, so columns travel as one
+    string each. Strings are double-quoted with backslash escapes, as the array input
+    syntax requires.
+    """
+    parts = []
+    for value in values:
+        if value is None:
+            parts.append("NULL")
+        elif value is True:
+            parts.append("t")
+        elif value is False:
+            parts.append("f")
+        elif isinstance(value, int):
+            parts.append(str(value))
+        elif isinstance(value, datetime):
+            parts.append('"' + value.isoformat() + '"')
+        else:
+            text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+            parts.append('"' + text + '"')
+    return "{" + ",".join(parts) + "}"
 
 
 @dataclass
@@ -201,7 +234,10 @@ def _load_recent_emails(cursor, batch: list[Facts], now: datetime) -> None:
         return
     cursor.execute(
         RECENT_EMAILS,
-        {"profiles": list({f.profile_id for f in batch}), "since": now - timedelta(days=days)},
+        {
+            "profiles": pg_array(sorted({f.profile_id for f in batch})),
+            "since": now - timedelta(days=days),
+        },
     )
     by_profile: dict[int, list[tuple[datetime, int]]] = {}
     for profile_id, campaign_id, created_at in cursor.fetchall():
@@ -211,8 +247,8 @@ def _load_recent_emails(cursor, batch: list[Facts], now: datetime) -> None:
 
 
 def _write(cursor, batch: list[Facts], outcomes: list[Outcome], now: datetime) -> None:
-    def column(get) -> list:
-        return [get(f, o) for f, o in zip(batch, outcomes, strict=True)]
+    def column(get) -> str:
+        return pg_array([get(f, o) for f, o in zip(batch, outcomes, strict=True)])
 
     cursor.execute(
         INSERT_DECISIONS,
@@ -235,14 +271,14 @@ def _write(cursor, batch: list[Facts], outcomes: list[Outcome], now: datetime) -
         cursor.execute(
             INSERT_MESSAGES,
             {
-                "site": [f.site_id for f in emails],
-                "campaign": [f.campaign_id for f in emails],
-                "step": [f.step_id for f in emails],
-                "position": [f.position for f in emails],
-                "enrollment": [f.enrollment_id for f in emails],
-                "profile": [f.profile_id for f in emails],
-                "template": [f.template_id for f in emails],
-                "to_email": [f.email for f in emails],
+                "site": pg_array([f.site_id for f in emails]),
+                "campaign": pg_array([f.campaign_id for f in emails]),
+                "step": pg_array([f.step_id for f in emails]),
+                "position": pg_array([f.position for f in emails]),
+                "enrollment": pg_array([f.enrollment_id for f in emails]),
+                "profile": pg_array([f.profile_id for f in emails]),
+                "template": pg_array([f.template_id for f in emails]),
+                "to_email": pg_array([f.email for f in emails]),
                 "now": now,
             },
         )

@@ -73,3 +73,30 @@ def test_enrolling_a_stored_batch_costs_the_same_queries_whatever_its_size(peopl
         store_events(events, now=T0)
     engine_queries = [q for q in queries if "campaigns_" in q["sql"]]
     assert len(engine_queries) == 5, [q["sql"][:80] for q in engine_queries]
+
+
+def test_batch_columns_travel_as_array_literals_that_postgresql_reads_back_exactly():
+    from datetime import UTC, datetime
+
+    from campaigns.decide import pg_array
+
+    texts = [
+        'o"brien@example.com',
+        "back\\slash@example.com",
+        "a,b{c}@example.com",
+        "",
+        "NULL",
+        "ü@例え.jp",
+    ]
+    moments = [datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=UTC), None]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT %s::text[], %s::timestamptz[], %s::bigint[], %s::boolean[]",
+            [
+                pg_array(texts),
+                pg_array(moments),
+                pg_array([1, None, 2**40]),
+                pg_array([True, False]),
+            ],
+        )
+        assert cursor.fetchone() == (texts, moments, [1, None, 2**40], [True, False])

@@ -132,10 +132,13 @@ class Enrollment(models.Model):
         EXITED = "exited", "Exited"
         CONTROL = "control", "Holdout (control group)"
 
-    site = models.ForeignKey("tracking.Site", on_delete=models.CASCADE)
+    site = models.ForeignKey("tracking.Site", on_delete=models.CASCADE, db_index=False)
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="enrollments")
     profile = models.ForeignKey(
-        "tracking.Profile", on_delete=models.CASCADE, related_name="enrollments"
+        "tracking.Profile",
+        on_delete=models.CASCADE,
+        related_name="enrollments",
+        db_index=False,  # enrollment_profile (profile, campaign) serves it
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     is_holdout = models.BooleanField(default=False)
@@ -199,12 +202,26 @@ class Decision(models.Model):
         "no_audience": "The step has no audience to retarget with",
     }
 
-    site = models.ForeignKey("tracking.Site", on_delete=models.CASCADE)
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="decisions")
-    step = models.ForeignKey(Step, null=True, on_delete=models.SET_NULL)
+    # The decision log is written only by the engine, in the transaction that holds
+    # the enrollment's row lock; the enrollment key is enforced by the database and
+    # the other keys are copies of the enrollment's (denormalised for reports and the
+    # timeline). Their checks would run at commit for every row of every batch (and
+    # share-lock the campaign and profile rows), the largest cost of a batch, so they
+    # are not database constraints; Django still cascades deletes.
+    site = models.ForeignKey(
+        "tracking.Site", on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
+    campaign = models.ForeignKey(
+        Campaign,
+        on_delete=models.CASCADE,
+        related_name="decisions",
+        db_constraint=False,
+        db_index=False,  # decision_campaign (campaign, outcome) serves it
+    )
+    step = models.ForeignKey(Step, null=True, on_delete=models.SET_NULL, db_constraint=False)
     position = models.PositiveIntegerField()
     enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="decisions")
-    profile = models.ForeignKey("tracking.Profile", on_delete=models.CASCADE)
+    profile = models.ForeignKey("tracking.Profile", on_delete=models.CASCADE, db_constraint=False)
     outcome = models.CharField(max_length=12, choices=Outcome.choices)
     reason = models.CharField(max_length=40)
     decided_at = models.DateTimeField()

@@ -1,0 +1,176 @@
+"""Benchmark the campaign engine: N due enrollments decided end to end.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/reengage_bench \\
+    REDIS_URL=redis://127.0.0.1:6379/0 \\
+        .venv/bin/python bench/engine_bench.py --n 1000000 --batch 2000
+
+The database must be a scratch one whose name contains "bench": the script
+migrates it and empties the engine's tables first.
+
+1. seed N profiles (half with a verified email) and N enrollments of one
+   campaign, all due at T, with SQL `generate_series` (no Python per row);
+2. baseline, the floor of any claim-based engine: claim batches with the same
+   `SELECT … FOR UPDATE SKIP LOCKED` and only push each claimed row's due time
+   by a day (one UPDATE per batch), until nothing is due at T;
+3. the engine: `campaigns.decide.tick(now=T + 1 day)` — claim, load facts,
+   decide in Python, write decisions, messages (half), audience members
+   (half) and the enrollments' end — until nothing is due.
+
+Prints rows/s of both, their ratio, and the peak RSS of this process (run two
+sizes to see that it does not grow with N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reengage.settings")
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)
+os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+
+import django
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+
+from campaigns.decide import CLAIM, tick  # noqa: E402
+
+T = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+SEED = """
+INSERT INTO tracking_site (name, domains, write_key, secret_key, previous_secret_key,
+    consent_mode, anonymize_ip, timezone, retention_days, cookie_days, postal_address,
+    events_per_minute, created_at)
+VALUES ('bench', '{}', 'wk_bench', 'sk_bench', '', 'none', true, 'UTC', 395, 395, '', 60000,
+        %(t)s) RETURNING id
+"""
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def seed(n: int) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE campaigns_audiencechange, campaigns_audiencemember, campaigns_message,"
+            " campaigns_decision, campaigns_enrollment, campaigns_step, campaigns_campaign,"
+            " campaigns_emailtemplate, campaigns_audience, campaigns_sitepolicy,"
+            " campaigns_suppression, tracking_visitor, tracking_profile, tracking_site CASCADE"
+        )
+        cursor.execute(SEED, {"t": T})
+        (site,) = cursor.fetchone()
+        cursor.execute(
+            "INSERT INTO campaigns_emailtemplate (site_id, name, subject, preheader, html, text,"
+            " from_name, from_email, reply_to, created_at, updated_at)"
+            " VALUES (%s, 'cart', 'Your cart', '', '<p>hi</p>', '', '', '', '', %s, %s)"
+            " RETURNING id",
+            [site, T, T],
+        )
+        (template,) = cursor.fetchone()
+        cursor.execute(
+            "INSERT INTO campaigns_audience (site_id, name, lifetime_days,"
+            " include_hashed_emails, remove_on_conversion, created_at)"
+            " VALUES (%s, 'abandoners', 30, false, true, %s) RETURNING id",
+            [site, T],
+        )
+        (audience,) = cursor.fetchone()
+        cursor.execute(
+            "INSERT INTO campaigns_campaign (site_id, name, status, priority, trigger_event,"
+            " trigger_conditions, goal_event, reentry_cooldown_hours, audience_conditions,"
+            " holdout_percent, created_at, updated_at)"
+            " VALUES (%s, 'bench', 'active', 100, 'Product Added', '[]', 'Order Completed', 0,"
+            " '{}', 0, %s, %s) RETURNING id",
+            [site, T, T],
+        )
+        (campaign,) = cursor.fetchone()
+        cursor.execute(
+            "INSERT INTO campaigns_step (campaign_id, position, delay_minutes, delay_from,"
+            " channel, template_id, audience_id)"
+            " VALUES (%s, 0, 60, 'trigger', 'email_else_retarget', %s, %s)",
+            [campaign, template, audience],
+        )
+        cursor.execute(
+            "INSERT INTO tracking_profile (site_id, email, email_verified, traits, consent, gpc,"
+            " timezone, first_seen_at, last_seen_at)"
+            " SELECT %(site)s, CASE WHEN g %% 2 = 0 THEN 'p' || g || '@example.com' END,"
+            " g %% 2 = 0, '{}', '{}', false, '', %(start)s, %(start)s"
+            " FROM generate_series(1, %(n)s) g",
+            {"site": site, "n": n, "start": T - timedelta(hours=1)},
+        )
+        cursor.execute(
+            "INSERT INTO campaigns_enrollment (site_id, campaign_id, profile_id, status,"
+            " is_holdout, next_position, due_at, enrolled_at, last_activity_at,"
+            " trigger_properties, exit_reason)"
+            " SELECT %(site)s, %(campaign)s, p.id, 'active', false, 0, %(due)s, %(start)s,"
+            " %(start)s, '{}', '' FROM tracking_profile p WHERE p.site_id = %(site)s",
+            {"site": site, "campaign": campaign, "due": T, "start": T - timedelta(hours=1)},
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE tracking_profile, campaigns_enrollment, campaigns_campaign")
+
+
+BASELINE = f"""
+WITH claimed AS ({CLAIM.format(columns="e.id")})
+UPDATE campaigns_enrollment e SET due_at = e.due_at + interval '1 day'
+FROM claimed WHERE e.id = claimed.id
+"""
+
+
+def baseline(batch: int) -> int:
+    done = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(BASELINE, {"now": T, "limit": batch})
+            done += cursor.rowcount
+            if cursor.rowcount < batch:
+                return done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="due enrollments")
+    parser.add_argument("--batch", type=int, default=2000, help="rows per claim")
+    args = parser.parse_args()
+    name = connection.settings_dict["NAME"]
+    if "bench" not in name:
+        sys.exit(f"refusing to empty database {name!r}: use one whose name contains 'bench'")
+    call_command("migrate", verbosity=0)
+
+    started = time.monotonic()
+    seed(args.n)
+    print(f"seeded {args.n:,} due enrollments in {time.monotonic() - started:.1f} s")
+
+    started = time.monotonic()
+    claimed = baseline(args.batch)
+    base_seconds = time.monotonic() - started
+    assert claimed == args.n, claimed
+    base_rate = claimed / base_seconds
+    print(f"baseline (claim + push due time): {claimed:,} rows in {base_seconds:.1f} s"
+          f" = {base_rate:,.0f} rows/s")  # fmt: skip
+
+    rss_before = peak_rss_mb()
+    started = time.monotonic()
+    result = tick(now=T + timedelta(days=1), batch_size=args.batch)
+    seconds = time.monotonic() - started
+    assert result.decided == args.n, result.decided
+    rate = result.decided / seconds
+    print(f"engine (claim, facts, decide, write): {result.decided:,} decisions in {seconds:.1f} s"
+          f" = {rate:,.0f} decisions/s; {result.batches} batches")  # fmt: skip
+    print("  outcomes:", {f"{o}/{r}": n for (o, r), n in sorted(result.counts.items())})
+    print(f"ratio engine/baseline: {rate / base_rate:.2f}")
+    print(f"peak RSS: {peak_rss_mb():.0f} MB (before the engine run: {rss_before:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
