@@ -1,1 +1,158 @@
-"""Placeholder: filled in by the engine work."""
+"""Admin for campaigns, their steps, enrollments and decisions (the engine's side).
+
+Functional, not polished: the workspace issue restyles it. Every change of
+state goes through the same checks as the forms (`campaigns.forms`).
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+
+from campaigns.forms import CampaignForm, StepForm, StepInlineFormSet, campaign_problems
+from campaigns.models import Campaign, Decision, Enrollment, SitePolicy, Step
+
+
+class StepInline(admin.TabularInline):
+    model = Step
+    form = StepForm
+    formset = StepInlineFormSet
+    extra = 0
+    ordering = ["position"]
+    verbose_name = "step"
+    verbose_name_plural = "steps (in order; a three-step flow is e.g. 60 min, 1440 min, 4320 min)"
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    inlines = [StepInline]
+    list_display = [
+        "name", "site", "status", "trigger_event", "goal_event", "holdout_percent", "priority",
+        "active_enrollments",
+    ]  # fmt: skip
+    list_filter = ["status", "site"]
+    search_fields = ["name", "trigger_event"]
+    actions = ["activate", "pause", "end"]
+    fieldsets = [
+        (None, {"fields": ["site", "name", "status", "priority", ("starts_at", "ends_at")]}),
+        (
+            "Who enters",
+            {
+                "fields": [
+                    "trigger_event",
+                    "trigger_conditions",
+                    "audience_conditions",
+                    "reentry_cooldown_hours",
+                ]
+            },
+        ),
+        ("When it stops", {"fields": ["goal_event", "inactivity_minutes"]}),
+        (
+            "Measuring and limits",
+            {"fields": ["holdout_percent", ("email_cap_count", "email_cap_days")]},
+        ),
+    ]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_active=Count("enrollments", filter=Q(enrollments__status="active")))
+        )
+
+    @admin.display(description="active enrollments", ordering="_active")
+    def active_enrollments(self, campaign: Campaign) -> int:
+        return campaign._active
+
+    @admin.action(description="Activate selected campaigns")
+    def activate(self, request, queryset):
+        for campaign in queryset:
+            problems = campaign_problems(campaign)
+            if problems:
+                self.message_user(
+                    request,
+                    f"“{campaign}” was not activated: " + " ".join(problems),
+                    messages.ERROR,
+                )
+                continue
+            Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.ACTIVE)
+            self.message_user(request, f"“{campaign}” is active.", messages.SUCCESS)
+
+    @admin.action(description="Pause selected campaigns (enrollments wait, nobody new enters)")
+    def pause(self, request, queryset):
+        n = queryset.filter(status=Campaign.Status.ACTIVE).update(status=Campaign.Status.PAUSED)
+        self.message_user(request, f"{n} campaign(s) paused.", messages.SUCCESS)
+
+    @admin.action(description="End selected campaigns (current enrollments exit)")
+    def end(self, request, queryset):
+        n = queryset.exclude(status=Campaign.Status.ENDED).update(status=Campaign.Status.ENDED)
+        self.message_user(request, f"{n} campaign(s) ended.", messages.SUCCESS)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        campaign = form.instance
+        if campaign.status == Campaign.Status.ACTIVE:
+            problems = campaign_problems(campaign)
+            if problems:
+                Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.DRAFT)
+                self.message_user(
+                    request,
+                    "Saved as a draft, not active: " + " ".join(problems),
+                    messages.WARNING,
+                )
+
+
+class DecisionInline(admin.TabularInline):
+    model = Decision
+    fields = ["decided_at", "position", "outcome", "reason_text", "rescheduled_to"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["decided_at", "id"]
+    verbose_name_plural = "timeline"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="why")
+    def reason_text(self, decision: Decision) -> str:
+        return Decision.REASONS.get(decision.reason, decision.reason)
+
+
+@admin.register(Enrollment)
+class EnrollmentAdmin(admin.ModelAdmin):
+    list_display = ["profile", "campaign", "status", "is_holdout", "next_position", "due_at",
+                    "enrolled_at", "exit_reason"]  # fmt: skip
+    list_filter = ["status", "is_holdout", "campaign"]
+    list_select_related = ["profile", "campaign"]
+    search_fields = ["profile__email"]
+    inlines = [DecisionInline]
+    readonly_fields = [f.name for f in Enrollment._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(Decision)
+class DecisionAdmin(admin.ModelAdmin):
+    list_display = ["decided_at", "campaign", "profile", "position", "outcome", "reason_text"]
+    list_filter = ["outcome", "reason", "campaign"]
+    list_select_related = ["campaign", "profile"]
+    readonly_fields = [f.name for f in Decision._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="why")
+    def reason_text(self, decision: Decision) -> str:
+        return Decision.REASONS.get(decision.reason, decision.reason)
+
+
+@admin.register(SitePolicy)
+class SitePolicyAdmin(admin.ModelAdmin):
+    list_display = ["site", "email_cap_count", "email_cap_days", "over_cap_action",
+                    "quiet_hours_enabled", "quiet_hours_start", "quiet_hours_end"]  # fmt: skip
