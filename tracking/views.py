@@ -259,8 +259,9 @@ def _ingest(request: HttpRequest, single_type: str | None) -> HttpResponse:
         received_at = datetime.now(UTC)
         ip = client_ip(request)
         events, bots = parse_batch(
-            payload, key=key, received_at=received_at, client_ip=ip, single_type=single_type
-        )
+            payload, key=key, received_at=received_at, client_ip=ip, single_type=single_type,
+            body_size=len(body),
+        )  # fmt: skip
         if bots:
             buffer.count_dropped(key.site_id, "bot", bots, received_at.date().isoformat())
         buffer.accept(
