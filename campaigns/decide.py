@@ -76,7 +76,9 @@ SELECT e.id, e.site_id, e.campaign_id, e.profile_id, e.next_position, e.enrolled
        ) AS suppressed,
        EXISTS (
            SELECT 1 FROM tracking_event ev
-           WHERE ev.profile_id = e.profile_id AND ev.timestamp >= e.enrolled_at
+           WHERE ev.profile_id = e.profile_id
+             -- between the trigger and now: also prunes the months ahead
+             AND ev.timestamp >= e.enrolled_at AND ev.timestamp <= %(now)s
              AND ev.type = 'track' AND ev.name = c.goal_event
        ) AS converted
 FROM e
@@ -95,13 +97,14 @@ LEFT JOIN LATERAL (
 # Emails that count against caps: queued or sent, not failed or refused at send
 # time. Messages of profiles merged into a batch member count for the survivor.
 RECENT_EMAILS = """
-SELECT COALESCE(mp.merged_into_id, m.profile_id), m.campaign_id, m.created_at
-FROM campaigns_message m
-JOIN tracking_profile mp ON mp.id = m.profile_id
-WHERE (m.profile_id = ANY(%(profiles)s::bigint[])
-       OR mp.merged_into_id = ANY(%(profiles)s::bigint[]))
-  AND m.created_at > %(since)s
-  AND m.status NOT IN ('failed', 'suppressed')
+SELECT m.profile_id, m.campaign_id, m.created_at FROM campaigns_message m
+WHERE m.profile_id = ANY(%(profiles)s::bigint[])
+  AND m.created_at > %(since)s AND m.status NOT IN ('failed', 'suppressed')
+UNION ALL
+SELECT mp.merged_into_id, m.campaign_id, m.created_at
+FROM tracking_profile mp JOIN campaigns_message m ON m.profile_id = mp.id
+WHERE mp.merged_into_id = ANY(%(profiles)s::bigint[])
+  AND m.created_at > %(since)s AND m.status NOT IN ('failed', 'suppressed')
 """
 
 INSERT_DECISIONS = """

@@ -480,3 +480,19 @@ def test_a_replayed_batch_enrolls_and_decides_no_one_twice(site):
     tick(now=T0 + minutes(60))
     tick(now=T0 + minutes(60))
     assert Decision.objects.count() == 1
+
+
+def test_emails_sent_to_a_merged_profile_count_against_the_survivors_cap(site):
+    SitePolicy.objects.create(site=site, email_cap_count=1, email_cap_days=1)
+    make_campaign(site, name="first", trigger_event="Product Viewed")
+    second = make_campaign(site, name="second", trigger_event="Checkout Started")
+    identify(site, anonymous_id="phone", at=T0 - minutes(5))  # known only on the phone
+    track(site, "Product Viewed", anonymous_id="phone")
+    assert tick(now=T0 + minutes(60)).counts == {("email", "emailed"): 1}
+
+    identify(site, anonymous_id="laptop", user_id="u1", at=T0 + minutes(70))
+    track(site, "Checkout Started", anonymous_id="laptop", at=T0 + minutes(71))
+    identify(site, anonymous_id="phone", user_id="u1", at=T0 + minutes(72))  # phone merges in
+
+    assert tick(now=T0 + minutes(131)).counts == {("rescheduled", "frequency_cap"): 1}
+    assert Enrollment.objects.get(campaign=second).due_at == T0 + minutes(60 + 24 * 60)
