@@ -22,7 +22,7 @@ The order of the checks is the product's rule book (docs/campaigns.md):
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -139,6 +139,7 @@ def zone(name: str) -> ZoneInfo:
         return UTC_ZONE
 
 
+@lru_cache(maxsize=512)
 def valid_zone(name: str | None) -> bool:
     if not name:
         return False
@@ -311,7 +312,7 @@ def decide_batch(batch: list[Facts], now: datetime) -> list[Outcome]:
         facts = batch[i]
         extra = emailed.get(facts.profile_id)
         if extra:
-            facts.recent_emails = [*facts.recent_emails, *extra]
+            facts = replace(facts, recent_emails=[*facts.recent_emails, *extra])
         outcome = decide(facts, now)
         if outcome.outcome == EMAIL:
             emailed.setdefault(facts.profile_id, []).append((now, facts.campaign_id))
