@@ -33,7 +33,13 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection
 
-from campaigns.conditions import compile_audience, compile_conditions
+from campaigns.conditions import (
+    ConditionError,
+    compile_audience,
+    compile_conditions,
+    validate_audience,
+    validate_conditions,
+)
 from campaigns.membership import remove_members
 
 log = logging.getLogger(__name__)
@@ -182,17 +188,23 @@ def enroll_stored(*, table: str, now: datetime) -> int:
     with connection.cursor() as cursor:
         cursor.execute(CANDIDATES.format(table=table), {"now": now, "oldest": oldest})
         campaigns = cursor.fetchall()
+        predicates: list[str] = []
         if campaigns:
-            predicates: list[str] = []
             params: dict = {
                 "campaigns": [c[0] for c in campaigns],
                 "oldest": oldest,
                 "keys": TRIGGER_PROPERTY_KEYS,
             }
             for campaign_id, trigger_conditions, audience_conditions in campaigns:
-                # Raw cursors hand jsonb back as text.
-                trigger_conditions = json.loads(trigger_conditions or "[]")
-                audience_conditions = json.loads(audience_conditions or "{}")
+                try:
+                    # Raw cursors hand jsonb back as text.
+                    trigger_conditions = validate_conditions(json.loads(trigger_conditions))
+                    audience_conditions = validate_audience(json.loads(audience_conditions))
+                except (ConditionError, ValueError) as exc:
+                    # Saved around the admin's validation: this campaign enrolls no one,
+                    # but it must not stop the events (and other campaigns) being stored.
+                    log.error("campaign %s has unusable conditions, skipped: %s", campaign_id, exc)
+                    continue
                 trigger_sql, trigger_params = compile_conditions(
                     trigger_conditions or [],
                     source="s.properties",
@@ -210,6 +222,7 @@ def enroll_stored(*, table: str, now: datetime) -> int:
                 )
                 params.update(trigger_params)
                 params.update(audience_params)
+        if predicates:
             cursor.execute(
                 ENROLL.format(
                     table=table,

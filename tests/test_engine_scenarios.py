@@ -496,3 +496,11 @@ def test_emails_sent_to_a_merged_profile_count_against_the_survivors_cap(site):
 
     assert tick(now=T0 + minutes(131)).counts == {("rescheduled", "frequency_cap"): 1}
     assert Enrollment.objects.get(campaign=second).due_at == T0 + minutes(60 + 24 * 60)
+
+
+def test_a_campaign_with_broken_conditions_neither_enrolls_nor_blocks_the_events(site):
+    broken = make_campaign(site, name="broken", trigger_conditions=[{"property": "value"}])
+    fine = make_campaign(site, name="fine")
+    track(site, "Product Added")
+    assert Enrollment.objects.filter(campaign=fine).count() == 1
+    assert not Enrollment.objects.filter(campaign=broken).exists()
