@@ -2,7 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/reengage_engine_bench \\
     REDIS_URL=redis://127.0.0.1:6379/0 \\
-        .venv/bin/python bench/engine_bench.py --n 1000000 --batch 2000
+        .venv/bin/python bench/engine_bench.py --n 1000000 --batch 5000
 
 The database must be a scratch one of its own whose name contains "bench": the
 script migrates it and TRUNCATEs the sites, profiles and campaign tables first.
@@ -155,7 +155,7 @@ def baseline(batch: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="due enrollments")
-    parser.add_argument("--batch", type=int, default=2000, help="rows per claim")
+    parser.add_argument("--batch", type=int, default=5000, help="rows per claim")
     parser.add_argument(
         "--vacuum-every",
         type=int,

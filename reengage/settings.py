@@ -215,7 +215,7 @@ CELERY_BEAT_SCHEDULE.update(
 
 # --- campaign engine (campaigns.enrollment, campaigns.decide) --------------------
 # Enrollments decided per claim (one transaction each).
-ENGINE_BATCH_SIZE = env_int("ENGINE_BATCH_SIZE", 1000, minimum=1)
+ENGINE_BATCH_SIZE = env_int("ENGINE_BATCH_SIZE", 5000, minimum=1)
 # How often beat starts a tick, and how long one tick may keep claiming batches.
 ENGINE_TICK_SECONDS = env_int("ENGINE_TICK_SECONDS", 15, minimum=1)
 ENGINE_TICK_BUDGET_SECONDS = env_int("ENGINE_TICK_BUDGET_SECONDS", 60, minimum=1)
