@@ -137,9 +137,9 @@ def test_conversion_removes_the_person_and_emits_a_removal(audience):
     assert membership.remove_profiles([buyer.id], now=T0, reason="converted") == 1
     assert member(audience, buyer).removal_reason == "converted"
     assert member(audience, browser).removed_at is None
-    assert list(AudienceChange.objects.filter(action="remove").values_list("reason", flat=True)) == [
-        "converted"
-    ]
+    assert list(
+        AudienceChange.objects.filter(action="remove").values_list("reason", flat=True)
+    ) == ["converted"]
 
 
 def test_an_erased_person_leaves_every_audience(site, audience):
