@@ -42,12 +42,17 @@ phones AS (
                 THEN COALESCE(ph.digits_sha256, '') ELSE '' END AS phone_digits_sha256,
            -- new or rejoining (previously removed) members make an "add" change
            (m.id IS NULL OR m.removed_at IS NOT NULL) AS is_change
+    -- LATERAL lookups by key: a batch costs its own size, not the tables' (the planner
+    -- cannot estimate unnest() and would otherwise hash-join whole tables)
     FROM source w
-    JOIN campaigns_audience a ON a.id = w.audience_id
-    JOIN tracking_profile p ON p.id = w.profile_id
-    LEFT JOIN phones ph ON ph.profile_id = p.id
-    LEFT JOIN campaigns_audiencemember m
-           ON m.audience_id = w.audience_id AND m.profile_id = w.profile_id
+    CROSS JOIN LATERAL (SELECT a.id, a.lifetime_days, a.include_hashed_emails
+                        FROM campaigns_audience a WHERE a.id = w.audience_id) a
+    CROSS JOIN LATERAL (SELECT p.id, p.email, p.email_verified, p.gpc, p.consent
+                        FROM tracking_profile p WHERE p.id = w.profile_id) p
+    LEFT JOIN LATERAL (SELECT m.id, m.removed_at FROM campaigns_audiencemember m
+                       WHERE m.audience_id = w.audience_id AND m.profile_id = w.profile_id) m
+           ON true
+    LEFT JOIN phones ph ON ph.profile_id = w.profile_id
     ORDER BY a.id, p.id
 ), upserted AS (
     INSERT INTO campaigns_audiencemember AS m
@@ -90,11 +95,13 @@ ORDER BY u.id
 
 # Profiles of the batch whose phone may be hashed: normalised in Python (libphonenumber).
 PHONES = """
-SELECT p.id, p.traits ->> 'phone' FROM tracking_profile p
-WHERE p.id IN (SELECT s.profile_id FROM ({source}) s
-               JOIN campaigns_audience a ON a.id = s.audience_id
-               WHERE a.include_hashed_emails)
-  AND {may_hash} AND COALESCE(p.traits ->> 'phone', '') <> ''
+SELECT DISTINCT p.id, p.phone
+FROM ({source}) s
+JOIN campaigns_audience a ON a.id = s.audience_id AND a.include_hashed_emails
+CROSS JOIN LATERAL (SELECT p.id, p.traits ->> 'phone' AS phone, p.email_verified, p.gpc,
+                           p.consent
+                    FROM tracking_profile p WHERE p.id = s.profile_id) p
+WHERE {may_hash} AND COALESCE(p.phone, '') <> ''
 """
 
 PAIRS = "SELECT * FROM unnest(%(audiences)s::bigint[], %(profiles)s::bigint[]) AS w(audience_id, profile_id)"
@@ -218,13 +225,25 @@ def remove_members(*, where: str, params: dict, now: datetime, reason: str) -> i
 
 
 def remove_profiles(profile_ids: list[int], *, now: datetime, reason: str) -> int:
-    """Remove these people from every audience (conversion, erasure, consent withdrawn)."""
-    return remove_members(
+    """Remove these people from every audience (conversion, erasure, consent withdrawn).
+
+    On erasure the member rows also forget the hashes; the removal changes keep
+    them, since a destination needs them to remove the person from its platform.
+    """
+    removed = remove_members(
         where="m.profile_id = ANY(%(profiles)s::bigint[])",
         params={"profiles": profile_ids},
         now=now,
         reason=reason,
     )
+    if reason == "erased":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE campaigns_audiencemember SET email_sha256 = '', phone_sha256 = '',"
+                " phone_digits_sha256 = '' WHERE profile_id = ANY(%s::bigint[])",
+                [profile_ids],
+            )
+    return removed
 
 
 def expire_members(*, now: datetime) -> int:

@@ -100,7 +100,10 @@ class AudienceMember(models.Model):
         NO_LONGER_MATCHES = "no_longer_matches", "No longer matches the rule"
         MANUAL = "manual", "Removed by hand"
 
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="members")
+    # No index of its own: member_unique and member_current lead with the audience.
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="members", db_index=False
+    )
     profile = models.ForeignKey(
         "tracking.Profile", null=True, on_delete=models.SET_NULL, related_name="memberships"
     )
@@ -146,8 +149,17 @@ class AudienceChange(models.Model):
         ADD = "add", "Added"
         REMOVE = "remove", "Removed"
 
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="changes")
-    member = models.ForeignKey(AudienceMember, on_delete=models.CASCADE, related_name="changes")
+    # An append-only log written only by campaigns.membership, in the same statement
+    # as the member row it points at: foreign-key triggers would only re-check that
+    # (two lookups per change, most of the cost of a large add), so the references are
+    # not enforced in the database. Deletes still cascade (Django collects them).
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="changes",
+        db_index=False, db_constraint=False,
+    )  # fmt: skip
+    member = models.ForeignKey(
+        AudienceMember, on_delete=models.CASCADE, related_name="changes", db_constraint=False
+    )
     action = models.CharField(max_length=6, choices=Action.choices)
     reason = models.CharField(max_length=40, blank=True, default="")
     # Snapshot at the time of the change: what a destination needs to act on it.
