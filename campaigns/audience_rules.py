@@ -31,6 +31,10 @@ WHERE e.site_id = %(site)s AND e.name = %(event)s
   AND p.merged_into_id IS NULL AND NOT p.gpc
   AND (p.consent -> 'advertising' = 'true'::jsonb
        OR (s.consent_mode <> 'opt-in' AND p.consent -> 'advertising' IS DISTINCT FROM 'false'::jsonb))
+  {unless}
+"""
+
+UNLESS = """
   AND NOT EXISTS (
       SELECT 1 FROM tracking_event o
       WHERE o.site_id = %(site)s AND o.name = %(unless)s AND o.profile_id = e.profile_id
@@ -57,21 +61,21 @@ def evaluate_rule(rule_id: int, *, now: datetime) -> RuleResult:
             "audience": rule.audience_id,
             "site": rule.audience.site_id,
             "event": rule.event,
-            # An empty name matches no event: no exclusion.
-            "unless": rule.unless_event or "\x00none",
+            "unless": rule.unless_event,
             "since": now - timedelta(days=rule.within_days),
             "now": now,
         }
+        matching = MATCHING.format(unless=UNLESS if rule.unless_event else "")
         removed = membership.remove_members(
             where=(
                 "m.audience_id = %(audience)s AND m.added_by = 'rule' AND NOT EXISTS ("
-                f"SELECT 1 FROM ({MATCHING}) matching WHERE matching.profile_id = m.profile_id)"
+                f"SELECT 1 FROM ({matching}) matching WHERE matching.profile_id = m.profile_id)"
             ),
             params=params,
             now=now,
             reason="no_longer_matches",
         )
-        added = membership.add_matching(MATCHING, params, now=now, reason="rule")
+        added = membership.add_matching(matching, params, now=now, reason="rule")
         rule.last_evaluated_at = now
         rule.save(update_fields=["last_evaluated_at"])
     return RuleResult(added=added, removed=removed)

@@ -154,8 +154,12 @@ def test_an_erased_person_leaves_every_audience(site, audience):
     assert sorted(removals.values_list("audience_id", flat=True)) == sorted(
         a.id for a in [audience, *others]
     )
-    # The removal carries the hash, so a destination can remove the person too.
+    # The removal carries the hash, so a destination can remove the person too;
+    # the member rows forget it.
     assert removals.get(audience=audience).email_sha256 == membership.hash_email("e@example.com")
+    assert set(
+        AudienceMember.objects.filter(profile=person).values_list("email_sha256", flat=True)
+    ) == {""}
 
 
 def test_a_removed_member_who_returns_gets_a_new_add_change(audience):

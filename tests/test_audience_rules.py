@@ -70,6 +70,15 @@ def test_on_an_opt_in_site_only_people_who_consented_join(rule, site):
     assert members(rule) == {consented.id}
 
 
+def test_a_rule_without_an_exclusion_takes_buyers_too(rule, site):
+    rule.unless_event = ""
+    rule.save()
+    buyer = make_person(site)
+    add_event(buyer, "Product Viewed", NOW - timedelta(days=2))
+    add_event(buyer, "Order Completed", NOW - timedelta(days=1))
+    assert evaluate_rule(rule.id, now=NOW).added == 1
+
+
 def test_another_sites_events_do_not_count(rule):
     stranger = make_person(make_site(name="Other"))
     add_event(stranger, "Product Viewed", NOW - timedelta(days=1))
