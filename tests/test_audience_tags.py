@@ -192,12 +192,19 @@ def browser_site(transactional_db, shop):
 
 
 def load(context, url: str) -> tuple:
-    """Open `url` in a new tab, wait for tags.js to finish: (page, the tags it fired)."""
+    """Open `url` in a new tab, wait for tags.js to finish: (page, the tags it received)."""
     page = context.new_page()
     page.goto(url)
-    fired = page.evaluate("window.tagsDone")
-    page.wait_for_timeout(300)  # let an image request reach the shop
-    return page, fired
+    return page, page.evaluate("window.tagsDone")
+
+
+def settle(page, shop, expected: int) -> None:
+    """Wait until the shop saw `expected` pixel hits, then a little longer for strays."""
+    for _ in range(50):
+        if len(shop.pixel_hits) >= expected:
+            break
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(500)
 
 
 @pytest.mark.browser
@@ -209,17 +216,18 @@ def test_a_members_page_fires_the_tag_once_per_session(chromium, live_server, sh
     context = chromium.new_context()
     page, fired = load(context, url)
     assert [t["audience"] for t in fired] == [audience.id]
+    settle(page, shop, 1)
     assert len(shop.pixel_hits) == 1
     page.reload()
-    page.evaluate("window.tagsDone")
-    page.wait_for_timeout(300)
+    assert len(page.evaluate("window.tagsDone")) == 1  # still a member, but fired already
     page.goto(url)
     page.evaluate("window.tagsDone")
-    page.wait_for_timeout(300)
+    settle(page, shop, 2)
     assert len(shop.pixel_hits) == 1
     context.close()
     # A new browser session fires it again, once.
-    load(chromium.new_context(), url)
+    page, _ = load(chromium.new_context(), url)
+    settle(page, shop, 2)
     assert len(shop.pixel_hits) == 2
 
 
@@ -228,7 +236,10 @@ def test_a_non_members_page_never_fires_the_tag(chromium, live_server, shop, bro
     site, _ = browser_site
     stranger = make_person(site)
     context = chromium.new_context()
-    _, fired = load(context, shop.page_for(live_server, site, stranger.visitors.get().anonymous_id))
+    page, fired = load(
+        context, shop.page_for(live_server, site, stranger.visitors.get().anonymous_id)
+    )
+    settle(page, shop, 1)
     assert fired == []
     assert shop.pixel_hits == []
     context.close()
@@ -245,7 +256,10 @@ def test_a_gpc_visitors_page_never_fires_the_tag_nor_asks(
     context.add_init_script(GPC_ON)
     asked = []
     context.on("request", lambda r: "/v1/audiences/" in r.url and asked.append(r.url))
-    _, fired = load(context, shop.page_for(live_server, site, person.visitors.get().anonymous_id))
+    page, fired = load(
+        context, shop.page_for(live_server, site, person.visitors.get().anonymous_id)
+    )
+    settle(page, shop, 1)
     assert fired == []
     assert shop.pixel_hits == [] and asked == []
     context.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.db.models import Count, Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -22,8 +23,12 @@ class AudienceRuleInline(admin.StackedInline):
     readonly_fields = ["last_evaluated_at"]
 
 
+HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
+
+
 @admin.register(Audience)
 class AudienceAdmin(admin.ModelAdmin):
+    formfield_overrides = HTTPS_URLS
     list_display = ["name", "site", "lifetime_days", "include_hashed_emails", "tag_type"]
     list_filter = ["site"]
     search_fields = ["name"]
@@ -96,6 +101,7 @@ class AudienceMemberAdmin(admin.ModelAdmin):
 
 @admin.register(Destination)
 class DestinationAdmin(admin.ModelAdmin):
+    formfield_overrides = HTTPS_URLS
     list_display = ["name", "audience", "url", "enabled", "pending", "dead"]
     list_filter = ["enabled", "audience"]
     readonly_fields = ["signing_secret", "token_hint", "last_change_id", "created_at"]
