@@ -35,6 +35,7 @@ def test_the_rule_task_evaluates_a_rule_now(db):
 
 
 @pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
 def test_a_worker_delivers_new_changes_to_a_webhook(celery_worker_process):
     receiver = Receiver()
     try:
