@@ -25,10 +25,7 @@ MAY_HASH = """(p.email_verified AND NOT p.gpc AND p.consent -> 'advertising' = '
 
 ADD = """
 WITH source AS ({source}),
-phones AS (
-    SELECT * FROM unnest(%(phone_profiles)s::bigint[], %(phone_e164)s::text[],
-                         %(phone_digits)s::text[]) AS ph(profile_id, e164_sha256, digits_sha256)
-), wanted AS (
+wanted AS (
     SELECT DISTINCT ON (a.id, p.id) a.id AS audience_id, p.id AS profile_id,
            %(now)s::timestamptz + make_interval(days => a.lifetime_days) AS expires_at,
            CASE WHEN a.include_hashed_emails AND {may_hash} AND COALESCE(p.email, '') <> ''
@@ -36,10 +33,9 @@ phones AS (
                 THEN encode(sha256(convert_to(
                          lower(regexp_replace(p.email, '\\s', '', 'g')), 'UTF8')), 'hex')
                 ELSE '' END AS email_sha256,
+           -- phones are normalised in Python (libphonenumber), after this statement
            CASE WHEN a.include_hashed_emails AND {may_hash}
-                THEN COALESCE(ph.e164_sha256, '') ELSE '' END AS phone_sha256,
-           CASE WHEN a.include_hashed_emails AND {may_hash}
-                THEN COALESCE(ph.digits_sha256, '') ELSE '' END AS phone_digits_sha256,
+                THEN NULLIF(p.traits ->> 'phone', '') END AS phone,
            -- new or rejoining (previously removed) members make an "add" change
            (m.id IS NULL OR m.removed_at IS NOT NULL) AS is_change
     -- LATERAL lookups by key: a batch costs its own size, not the tables' (the planner
@@ -47,19 +43,18 @@ phones AS (
     FROM source w
     CROSS JOIN LATERAL (SELECT a.id, a.lifetime_days, a.include_hashed_emails
                         FROM campaigns_audience a WHERE a.id = w.audience_id) a
-    CROSS JOIN LATERAL (SELECT p.id, p.email, p.email_verified, p.gpc, p.consent
+    CROSS JOIN LATERAL (SELECT p.id, p.email, p.email_verified, p.gpc, p.consent, p.traits
                         FROM tracking_profile p WHERE p.id = w.profile_id) p
     LEFT JOIN LATERAL (SELECT m.id, m.removed_at FROM campaigns_audiencemember m
                        WHERE m.audience_id = w.audience_id AND m.profile_id = w.profile_id) m
            ON true
-    LEFT JOIN phones ph ON ph.profile_id = w.profile_id
     ORDER BY a.id, p.id
 ), upserted AS (
     INSERT INTO campaigns_audiencemember AS m
         (audience_id, profile_id, email_sha256, phone_sha256, phone_digits_sha256, added_by,
          added_at, expires_at, removed_at, removal_reason)
-    SELECT audience_id, profile_id, email_sha256, phone_sha256, phone_digits_sha256,
-           %(reason)s, %(now)s, expires_at, NULL, ''
+    SELECT audience_id, profile_id, email_sha256, '', '', %(reason)s, %(now)s, expires_at,
+           NULL, ''
     FROM wanted
     ON CONFLICT (audience_id, profile_id) DO UPDATE SET
         expires_at = CASE WHEN m.removed_at IS NULL
@@ -77,31 +72,37 @@ phones AS (
         added_at = CASE WHEN m.removed_at IS NULL THEN m.added_at ELSE EXCLUDED.added_at END,
         removed_at = NULL,
         removal_reason = ''
-    RETURNING m.id, m.audience_id, m.profile_id, m.email_sha256, m.phone_sha256,
-              m.phone_digits_sha256
+    RETURNING m.id, m.audience_id, m.profile_id, m.email_sha256
+), changes AS (
+    INSERT INTO campaigns_audiencechange
+        (audience_id, member_id, action, reason, anonymous_ids, email_sha256, phone_sha256,
+         phone_digits_sha256, created_at)
+    SELECT u.audience_id, u.id, 'add', %(reason)s,
+           COALESCE((SELECT jsonb_agg(v.anonymous_id ORDER BY v.id) FROM tracking_visitor v
+                     WHERE v.profile_id = u.profile_id), '[]'::jsonb),
+           u.email_sha256, '', '', %(now)s
+    FROM upserted u
+    JOIN wanted w ON w.audience_id = u.audience_id AND w.profile_id = u.profile_id
+    WHERE w.is_change  -- an extension of a current member is no change
+    ORDER BY u.id
+    RETURNING id, member_id
 )
-INSERT INTO campaigns_audiencechange
-    (audience_id, member_id, action, reason, anonymous_ids, email_sha256, phone_sha256,
-     phone_digits_sha256, created_at)
-SELECT u.audience_id, u.id, 'add', %(reason)s,
-       COALESCE((SELECT jsonb_agg(v.anonymous_id ORDER BY v.id) FROM tracking_visitor v
-                 WHERE v.profile_id = u.profile_id), '[]'::jsonb),
-       u.email_sha256, u.phone_sha256, u.phone_digits_sha256, %(now)s
-FROM upserted u
-JOIN wanted w ON w.audience_id = u.audience_id AND w.profile_id = u.profile_id
-WHERE w.is_change  -- an extension of a current member is no change
-ORDER BY u.id
+SELECT (SELECT count(*) FROM changes),
+       -- [member id, raw phone, change id or null] for the phones still to hash
+       (SELECT json_agg(json_build_array(u.id, w.phone, c.id))
+        FROM upserted u
+        JOIN wanted w ON w.audience_id = u.audience_id AND w.profile_id = u.profile_id
+        LEFT JOIN changes c ON c.member_id = u.id
+        WHERE w.phone IS NOT NULL)
 """
 
-# Profiles of the batch whose phone may be hashed: normalised in Python (libphonenumber).
-PHONES = """
-SELECT DISTINCT p.id, p.phone
-FROM ({source}) s
-JOIN campaigns_audience a ON a.id = s.audience_id AND a.include_hashed_emails
-CROSS JOIN LATERAL (SELECT p.id, p.traits ->> 'phone' AS phone, p.email_verified, p.gpc,
-                           p.consent
-                    FROM tracking_profile p WHERE p.id = s.profile_id) p
-WHERE {may_hash} AND COALESCE(p.phone, '') <> ''
+SET_PHONES = """
+UPDATE campaigns_audiencemember m SET phone_sha256 = h.e164, phone_digits_sha256 = h.digits
+FROM unnest(%(members)s::bigint[], %(e164)s::text[], %(digits)s::text[]) AS h(id, e164, digits)
+WHERE m.id = h.id;
+UPDATE campaigns_audiencechange c SET phone_sha256 = h.e164, phone_digits_sha256 = h.digits
+FROM unnest(%(changes)s::bigint[], %(e164c)s::text[], %(digitsc)s::text[]) AS h(id, e164, digits)
+WHERE c.id = h.id;
 """
 
 PAIRS = "SELECT * FROM unnest(%(audiences)s::bigint[], %(profiles)s::bigint[]) AS w(audience_id, profile_id)"
@@ -181,21 +182,27 @@ def hash_phone(raw: str, default_region: str | None = None) -> tuple[str, str] |
 def _add(source: str, params: dict, *, now: datetime, reason: str) -> int:
     region = getattr(settings, "AUDIENCE_PHONE_REGION", "") or None
     with connection.cursor() as cursor:
-        cursor.execute(PHONES.format(source=source, may_hash=MAY_HASH), params)
-        phones = [(pid, hash_phone(raw, region)) for pid, raw in cursor.fetchall()]
-        phones = [(pid, hashes) for pid, hashes in phones if hashes]
         cursor.execute(
             ADD.format(source=source, may_hash=MAY_HASH),
-            {
-                **params,
-                "phone_profiles": [pid for pid, _ in phones],
-                "phone_e164": [h[0] for _, h in phones],
-                "phone_digits": [h[1] for _, h in phones],
-                "now": now,
-                "reason": reason,
-            },
+            {**params, "now": now, "reason": reason},
         )
-        return cursor.rowcount
+        added, phones = cursor.fetchone()
+        hashed = [(m, c, hash_phone(raw, region)) for m, raw, c in phones or []]
+        hashed = [(m, c, h) for m, c, h in hashed if h]
+        if hashed:
+            with_change = [(c, h) for _, c, h in hashed if c is not None]
+            cursor.execute(
+                SET_PHONES,
+                {
+                    "members": [m for m, _, _ in hashed],
+                    "e164": [h[0] for _, _, h in hashed],
+                    "digits": [h[1] for _, _, h in hashed],
+                    "changes": [c for c, _ in with_change],
+                    "e164c": [h[0] for _, h in with_change],
+                    "digitsc": [h[1] for _, h in with_change],
+                },
+            )
+        return added
 
 
 def add_members(pairs: list[tuple[int, int]], *, now: datetime, reason: str = "campaign") -> int:
