@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class CampaignsConfig(AppConfig):
     name = "campaigns"
     verbose_name = "Campaigns"
+
+    def ready(self) -> None:
+        from campaigns import membership
+        from tracking.signals import events_stored
+
+        events_stored.connect(
+            membership.leave_on_withdrawn_consent, dispatch_uid="campaigns.audiences.consent"
+        )

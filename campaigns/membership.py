@@ -253,6 +253,24 @@ def remove_profiles(profile_ids: list[int], *, now: datetime, reason: str) -> in
     return removed
 
 
+def leave_on_withdrawn_consent(sender, *, table: str, now: datetime, **kwargs) -> int:
+    """`events_stored` receiver: people whose new events refuse advertising or carry GPC
+    leave every audience (reason consent_withdrawn), in the flusher's transaction.
+
+    `table` names the flusher's temporary table of the stored events.
+    """
+    return remove_members(
+        where=(
+            f"m.profile_id IN (SELECT DISTINCT s.profile_id FROM {table} s) AND EXISTS ("
+            "SELECT 1 FROM tracking_profile p WHERE p.id = m.profile_id"
+            " AND (p.gpc OR p.consent -> 'advertising' = 'false'::jsonb))"
+        ),
+        params={},
+        now=now,
+        reason="consent_withdrawn",
+    )
+
+
 def expire_members(*, now: datetime) -> int:
     return remove_members(
         where="m.expires_at <= %(cutoff)s", params={"cutoff": now}, now=now, reason="expired"
