@@ -77,6 +77,17 @@ def test_the_send_test_action_reports_the_receivers_answer(admin_client, audienc
     assert len(receiver.delivered()) == 1
 
 
+def test_the_send_test_button_on_the_destination_page_sends_one(admin_client, audience, receiver):
+    destination = Destination.objects.create(audience=audience, name="hook", url=receiver.url)
+    page = admin_client.get(f"/admin/campaigns/destination/{destination.id}/change/")
+    button = f"/admin/campaigns/destination/{destination.id}/send-test/"
+    assert button.encode() in page.content
+    assert admin_client.get(button).status_code == 405
+    response = admin_client.post(button, follow=True)
+    assert "Hook: answered 204" in response.content.decode()
+    assert len(receiver.delivered()) == 1
+
+
 def test_the_issue_token_action_shows_a_token_that_works_once(admin_client, audience):
     destination = Destination.objects.create(audience=audience, name="d")
     response = admin_client.post(

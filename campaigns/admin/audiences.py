@@ -6,11 +6,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Count, Q
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import now as tz_now
+from django.views.decorators.http import require_POST
 
 from campaigns import exports, webhooks
 from campaigns.models import Audience, AudienceMember, AudienceRule, Delivery, Destination
@@ -132,19 +133,41 @@ class DestinationAdmin(admin.ModelAdmin):
             url, obj.pk, obj.n_dead,
         )  # fmt: skip
 
+    def get_urls(self):
+        return [
+            path(
+                "<int:destination_id>/send-test/",
+                self.admin_site.admin_view(require_POST(self.send_test_view)),
+                name="campaigns_destination_send_test",
+            ),
+            *super().get_urls(),
+        ]
+
+    def send_test_view(self, request, destination_id: int):
+        """The change page's "Send test" button."""
+        destination = get_object_or_404(Destination.objects.select_related("audience"),
+                                        pk=destination_id)  # fmt: skip
+        if not self.has_change_permission(request, destination):
+            raise PermissionDenied
+        self._send_test(request, destination)
+        return HttpResponseRedirect(
+            reverse("admin:campaigns_destination_change", args=[destination.pk])
+        )
+
+    def _send_test(self, request, destination: Destination) -> None:
+        if not destination.url:
+            self.message_user(request, f"{destination}: no webhook URL", messages.WARNING)
+            return
+        outcome = webhooks.send_test(destination, now=tz_now())
+        if outcome.ok:
+            self.message_user(request, f"{destination}: answered {outcome.status_code}")
+        else:
+            self.message_user(request, f"{destination}: failed ({outcome.error})", messages.ERROR)
+
     @admin.action(description="Send a signed test message to the selected webhooks")
     def send_test(self, request, queryset) -> None:
-        for destination in queryset:
-            if not destination.url:
-                self.message_user(request, f"{destination}: no webhook URL", messages.WARNING)
-                continue
-            outcome = webhooks.send_test(destination, now=tz_now())
-            if outcome.ok:
-                self.message_user(request, f"{destination}: answered {outcome.status_code}")
-            else:
-                self.message_user(
-                    request, f"{destination}: failed ({outcome.error})", messages.ERROR
-                )
+        for destination in queryset.select_related("audience"):
+            self._send_test(request, destination)
 
     @admin.action(description="Issue a new read-only API token (the old one stops working)")
     def issue_token(self, request, queryset) -> None:
