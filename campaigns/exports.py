@@ -29,7 +29,9 @@ from django.db import connection
 PAGE = 5000
 
 MEMBERS_PAGE = """
-SELECT m.id, m.email_sha256, m.phone_sha256, m.phone_digits_sha256, m.added_at, m.expires_at,
+SELECT m.id, m.email_sha256, m.phone_sha256, m.phone_digits_sha256,
+       -- ISO 8601 text made by PostgreSQL: cheaper than datetimes made and printed in Python
+       to_json(m.added_at) #>> '{{}}', to_json(m.expires_at) #>> '{{}}',
        {anonymous_ids}
 FROM campaigns_audiencemember m
 WHERE m.audience_id = %(audience)s AND m.removed_at IS NULL AND m.id > %(after)s {extra}
@@ -45,7 +47,8 @@ def member_pages(
     audience_id: int, *, hashed_only: bool = False, with_ids: bool = True, after: int = 0,
     page: int | None = None, limit: int | None = None,
 ) -> Iterator[list[tuple]]:  # fmt: skip
-    """Pages of (id, email_sha256, phone_sha256, phone_digits_sha256, added, expires, ids)."""
+    """Pages of (id, email_sha256, phone_sha256, phone_digits_sha256, added, expires, ids),
+    the times as ISO 8601 text."""
     sql = MEMBERS_PAGE.format(
         anonymous_ids=ANONYMOUS_IDS if with_ids else "'{}'::text[]",
         extra="AND (m.email_sha256 <> '' OR m.phone_sha256 <> '')" if hashed_only else "",
@@ -96,9 +99,7 @@ def plain_csv(audience_id: int) -> Iterator[str]:
         out = []
         for _id, email, phone, _digits, added, expires, ids in rows:
             for anonymous_id in ids or [""]:
-                out.append(
-                    [_safe_cell(anonymous_id), email, phone, added.isoformat(), expires.isoformat()]
-                )
+                out.append([_safe_cell(anonymous_id), email, phone, added, expires])
         yield _csv_chunk(out)
 
 
@@ -110,8 +111,8 @@ def member_json(row: tuple) -> dict:
         "emailSha256": email or None,
         "phoneSha256": phone or None,
         "phoneDigitsSha256": digits or None,
-        "addedAt": added.isoformat(),
-        "expiresAt": expires.isoformat(),
+        "addedAt": added,
+        "expiresAt": expires,
     }
 
 
