@@ -168,10 +168,21 @@ class Outcome:
     error: str
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer like any other non-2xx: the batch is retried, not re-sent
+    elsewhere (urllib would turn the POST into a GET without the body)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Outcome:
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _opener.open(request, timeout=timeout) as response:
             response.read(1024)
             return Outcome(200 <= response.status < 300, response.status, "")
     except urllib.error.HTTPError as exc:

@@ -110,7 +110,12 @@ def test_another_sites_audience_is_not_found(client, audience):
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [({"cursor": "abc"}, "cursor"), ({"limit": "0"}, "limit"), ({"limit": "5000"}, "limit")],
+    [
+        ({"cursor": "abc"}, "cursor"),
+        ({"cursor": "²"}, "cursor"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "5000"}, "limit"),
+    ],
 )
 def test_bad_paging_gets_a_400_naming_the_parameter(client, audience, query, field):
     response = client.get(

@@ -22,8 +22,8 @@ from tests.factories import make_site
 class Receiver:
     """A real HTTP receiver on 127.0.0.1 that answers 500 to its first `fail` requests."""
 
-    def __init__(self, fail: int = 0, delay: float = 0.0):
-        self.fail, self.delay = fail, delay
+    def __init__(self, fail: int = 0, delay: float = 0.0, status: int = 500):
+        self.fail, self.delay, self.failure = fail, delay, status
         self.requests: list[tuple[dict, bytes, int]] = []
         receiver = self
 
@@ -31,10 +31,12 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 time.sleep(receiver.delay)
-                status = 500 if len(receiver.requests) < receiver.fail else 204
+                status = receiver.failure if len(receiver.requests) < receiver.fail else 204
                 receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body,
                                           status))  # fmt: skip
                 self.send_response(status)
+                if status in (301, 302, 307, 308):
+                    self.send_header("Location", "/elsewhere")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -184,6 +186,16 @@ def test_a_slow_receiver_times_out_and_is_retried(audience, receivers, settings)
     delivery = Delivery.objects.get()
     assert (delivery.status, delivery.attempts) == ("pending", 1)
     assert "timed out" in delivery.last_error.lower()
+
+
+def test_a_redirect_is_a_failure_and_is_not_followed(audience, receivers):
+    receiver = receivers(fail=1, status=307)
+    Destination.objects.create(audience=audience, name="moved", url=receiver.url)
+    add_people(audience, 1)
+    run_rounds(1)
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.last_status_code) == ("pending", 307)
+    assert len(receiver.requests) == 1
 
 
 def test_changes_go_into_one_batch_per_destination_only(audience, receivers):
