@@ -74,3 +74,12 @@ def celery_worker_process(db, transactional_db):
         proc.kill()
         proc.wait()
     log.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so fixtures can tell a failure
+    (the browser tests save screenshots and console logs of failed tests)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
