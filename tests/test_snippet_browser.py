@@ -248,6 +248,11 @@ def test_opt_in_drops_held_calls_when_the_visitor_declines_and_remembers_it(
     assert visit.cookies() == {}
     assert stored(site) == []
 
+    # A later change of mind sends only what happens after the consent.
+    again.evaluate("reengage('consent', {analytics: true}); reengage('track', 'Consented')")
+    wait_until_acknowledged(again)
+    assert [(e.type, e.name) for e in stored(site)] == [("track", "Consented")]
+
 
 def test_opt_out_tracks_until_the_visitor_declines_which_clears_cookie_and_queue(
     visit, shop, live_server
