@@ -8,4 +8,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("tracking.urls")),
     path("", include("tracking.snippet_urls")),
+    path("", include("campaigns.urls")),
 ]

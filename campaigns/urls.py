@@ -1,0 +1,6 @@
+"""Public URLs of the campaigns app, one list per area."""
+
+from campaigns.urls_audiences import urlpatterns as audience_urls
+from campaigns.urls_email import urlpatterns as email_urls
+
+urlpatterns = [*email_urls, *audience_urls]
