@@ -364,20 +364,32 @@ def test_page_hide_hands_the_queued_events_to_send_beacon(visit, shop, live_serv
     assert [r for r in sends if r.resource_type != "ping"] == []
 
 
-def test_a_batch_the_server_refuses_is_dropped_with_a_console_warning(visit, shop, live_server):
+def test_a_call_the_server_refuses_is_dropped_with_a_warning_and_the_rest_resent(
+    visit, shop, live_server
+):
     site = make_site(domains=["127.0.0.1"])
     page = open_page(
         visit,
         shop_page(
             shop, site, live_server,
-            "reengage('identify', 'u-1', {email: 'a@example.com', user_hash: 'f00'})",
+            "reengage('identify', 'u-1', {email: 'a@example.com', user_hash: 'f00'});"
+            "reengage('track', 'Cart Viewed')",
         ),
     )  # fmt: skip
-    wait_until_acknowledged(page)  # dropped, not retried
+    wait_until_acknowledged(page)  # nothing left to retry
     page.wait_for_timeout(QUIET_MS)
-    assert len(batch_posts(visit.requests)) == 1
-    assert any("server refused" in line and "400" in line for line in visit.console)
-    assert stored(site) == []
+    posts = batch_posts(visit.requests)
+    assert [[e["type"] for e in p["batch"]] for p in posts] == [
+        ["page", "identify", "track"],
+        ["page", "track"],
+    ]
+    assert any(
+        "server refused 1 event(s)" in line
+        and "400" in line
+        and "batch[1].context.user_hash" in line
+        for line in visit.console
+    )
+    assert sorted(e.type for e in stored(site)) == ["page", "track"]
 
 
 def test_a_single_page_app_view_has_the_previous_view_as_its_referrer(visit, shop, live_server):

@@ -135,11 +135,15 @@
     return [b, s];
   };
   const body = (b) => JSON.stringify({ batch: b, writeKey: key, sentAt: new Date().toISOString() });
+  const drop = (b) => {
+    const ids = b.map((e) => e.messageId);
+    save(load().filter((e) => ids.indexOf(e.messageId) < 0));
+  };
   const flush = () => {
     const q = load();
     if (busy || !allowed() || !q.length) return;
     if (Date.now() < wait) return schedule(0);
-    const [b, s] = next(q);
+    let [b, s] = next(q);
     busy = 1;
     // text/plain and no credentials: a "simple" CORS request, no preflight.
     fetch(api + '/v1/batch', { method: 'POST', body: s, keepalive: new Blob([s]).size < KEEP, credentials: 'omit' })
@@ -147,10 +151,19 @@
         (r) => {
           const n = r.status;
           if (n >= 500 || n == 429 || n == 408) return backoff(r.headers.get('Retry-After'));
-          if (n >= 300) r.text().then((t) => warn('server refused', b.length, 'events, dropped:', n, t));
           tries = 0;
-          const ids = b.map((e) => e.messageId);
-          save(load().filter((e) => ids.indexOf(e.messageId) < 0));
+          if (n < 300) return drop(b);
+          return r
+            .json()
+            .catch(() => ({}))
+            .then((j) => {
+              // One bad call refuses the whole batch, and the error names it
+              // ("batch[3].traits.email"): drop that one, resend the others.
+              const i = /^batch\[(\d+)\]/.exec(j.field);
+              if (i && b[i[1]]) b = [b[i[1]]];
+              warn('server refused', b.length, 'event(s), dropped:', n, j.error, j.field);
+              drop(b);
+            });
         },
         () => backoff(), // network error, blocked, or CORS refused: retry later
       )
