@@ -91,7 +91,7 @@
     held = [];
     mem = [];
     aid = uid = 0;
-    ['aid', 'uid', 'q', 'cst', 'cf'].forEach(del);
+    ['aid', 'uid', 'q', 'cst'].forEach(del);
   };
   // Moves calls from memory to the outbox once settings and consent allow it.
   const gate = () => {
@@ -105,7 +105,6 @@
     set('aid', aid);
     if (uid) set('uid', uid);
     if (Object.keys(cst).length) set('cst', JSON.stringify(cst));
-    ls('cf', JSON.stringify(conf));
     const q = load();
     held.splice(0).forEach((e) => {
       e.anonymousId = aid;
@@ -251,9 +250,8 @@
       if (gpc) return wipe();
       cst = Object.assign(parse(get('cst')) || {}, cst); // consent() may come before init
       uid = get('uid');
-      // Settings remembered from a page where tracking was allowed let this
-      // page's events reach the outbox before the fresh settings answer.
-      conf = parse(ls('cf'));
+      // Nothing leaves memory before the site's own settings say it may (the
+      // browser caches them, so on later pages they answer at once).
       settings();
     },
     page(name, props) {
@@ -264,7 +262,7 @@
       push(make('page', { name, properties: Object.assign(page(), props) }));
     },
     track(event, props) {
-      // One malformed event would make the server refuse its whole batch.
+      // The server would refuse it; say so where the caller can see it.
       if (!event || typeof event != 'string') return warn('track needs an event name');
       push(make('track', { event, properties: props || {} }));
     },
