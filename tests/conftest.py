@@ -15,23 +15,6 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _empty_event_table_after_transactional_tests(request, django_db_blocker):
-    """Django's flush after a transactional test (live_server, a worker process)
-    skips unmanaged tables, and the partitioned event table is one; with
-    --reuse-db its rows would outlive the run and show up in later tests."""
-    yield
-    marker = request.node.get_closest_marker("django_db")
-    transactional = bool(marker and marker.kwargs.get("transaction")) or bool(
-        {"transactional_db", "live_server"} & set(request.fixturenames)
-    )
-    if transactional:
-        from django.db import connection
-
-        with django_db_blocker.unblock(), connection.cursor() as cursor:
-            cursor.execute("TRUNCATE tracking_event")
-
-
 @pytest.fixture
 def redis_client():
     client = redis_lib.Redis.from_url(settings.REDIS_URL)
@@ -91,6 +74,27 @@ def celery_worker_process(db, transactional_db):
         proc.kill()
         proc.wait()
     log.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_partitioned_events(request):
+    """Transactional tests end with a flush of Django's tables, but the events table
+    is not one of them (unmanaged, partitioned): empty it too."""
+    yield
+    if {"transactional_db", "live_server"} & set(request.fixturenames):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE tracking_event")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_events_at_start(django_db_setup, django_db_blocker):
+    """--reuse-db keeps the database between runs; start without stale events."""
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("TRUNCATE tracking_event")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
