@@ -47,16 +47,10 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
 from campaigns.decide import CLAIM, TickResult, tick  # noqa: E402
+from campaigns.models import Audience, Campaign, EmailTemplate, Step  # noqa: E402
+from tracking.models import Site  # noqa: E402
 
 T = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-SEED = """
-INSERT INTO tracking_site (name, domains, write_key, secret_key, previous_secret_key,
-    consent_mode, anonymize_ip, timezone, retention_days, cookie_days, postal_address,
-    events_per_minute, created_at)
-VALUES ('bench', '{}', 'wk_bench', 'sk_bench', '', 'none', true, 'UTC', 395, 395, '', 60000,
-        %(t)s) RETURNING id
-"""
 
 
 def peak_rss_mb() -> float:
@@ -71,38 +65,22 @@ def seed(n: int) -> None:
             " campaigns_emailtemplate, campaigns_audience, campaigns_sitepolicy,"
             " campaigns_suppression, tracking_visitor, tracking_profile, tracking_site CASCADE"
         )
-        cursor.execute(SEED, {"t": T})
-        (site,) = cursor.fetchone()
-        cursor.execute(
-            "INSERT INTO campaigns_emailtemplate (site_id, name, subject, preheader, html, text,"
-            " from_name, from_email, reply_to, created_at, updated_at)"
-            " VALUES (%s, 'cart', 'Your cart', '', '<p>hi</p>', '', '', '', '', %s, %s)"
-            " RETURNING id",
-            [site, T, T],
-        )
-        (template,) = cursor.fetchone()
-        cursor.execute(
-            "INSERT INTO campaigns_audience (site_id, name, lifetime_days,"
-            " include_hashed_emails, remove_on_conversion, created_at)"
-            " VALUES (%s, 'abandoners', 30, false, true, %s) RETURNING id",
-            [site, T],
-        )
-        (audience,) = cursor.fetchone()
-        cursor.execute(
-            "INSERT INTO campaigns_campaign (site_id, name, status, priority, trigger_event,"
-            " trigger_conditions, goal_event, reentry_cooldown_hours, audience_conditions,"
-            " holdout_percent, created_at, updated_at)"
-            " VALUES (%s, 'bench', 'active', 100, 'Product Added', '[]', 'Order Completed', 0,"
-            " '{}', 0, %s, %s) RETURNING id",
-            [site, T, T],
-        )
-        (campaign,) = cursor.fetchone()
-        cursor.execute(
-            "INSERT INTO campaigns_step (campaign_id, position, delay_minutes, delay_from,"
-            " channel, template_id, audience_id)"
-            " VALUES (%s, 0, 60, 'trigger', 'email_else_retarget', %s, %s)",
-            [campaign, template, audience],
-        )
+        # The configuration through the ORM (its defaults follow the schema); the
+        # N people and enrollments in SQL.
+        site = Site.objects.create(name="bench", write_key="wk_bench", secret_key="sk_bench").id
+        template = EmailTemplate.objects.create(
+            site_id=site, name="cart", subject="Your cart", html="<p>hi</p>"
+        ).id
+        audience = Audience.objects.create(site_id=site, name="abandoners").id
+        campaign = Campaign.objects.create(
+            site_id=site, name="bench", status="active", holdout_percent=0,
+            reentry_cooldown_hours=0,
+        )  # fmt: skip
+        Step.objects.create(
+            campaign=campaign, position=0, delay_minutes=60, template_id=template,
+            audience_id=audience,
+        )  # fmt: skip
+        campaign = campaign.id
         cursor.execute(
             "INSERT INTO tracking_profile (site_id, email, email_verified, traits, consent, gpc,"
             " timezone, first_seen_at, last_seen_at)"

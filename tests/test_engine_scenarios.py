@@ -304,6 +304,10 @@ def test_a_merge_keeps_one_active_enrollment_per_campaign(site):
         (survivor.id, "exited", "merged"),
     ]
     assert tick(now=T0 + minutes(60)).counts == {("email", "emailed"): 1}
+    assert sorted(Decision.objects.values_list("profile_id", "outcome", "reason")) == [
+        (survivor.id, "email", "emailed"),
+        (survivor.id, "exit", "merged"),
+    ]
 
 
 def test_a_three_step_flow_sends_at_one_day_and_three_days(site):
