@@ -13,8 +13,11 @@ fails every operator except `!=` and `not contains`.
 
 *Audience conditions* are one object on the campaign:
 `{"email": "verified" | "unverified" | "any", "visitor": "new" | "returning" | "any",
+"stage": "browse" | "cart" | "checkout" | "any",
 "traits": [<conditions over the person's traits, with "trait" instead of "property">]}`.
 A *new* visitor was first seen less than `NEW_VISITOR_MINUTES` before the trigger.
+The funnel *stage* is the furthest of the ecommerce funnel's steps (`STAGES`) the
+person reached in the `STAGE_DAYS` days up to the trigger, on any of their devices.
 
 `compile_*` return SQL text with named parameters (psycopg `%(name)s`) plus the
 parameter dict; names are prefixed so several campaigns share one statement.
@@ -29,6 +32,10 @@ NUMERIC_OPS = (">", ">=", "<", "<=")
 EMAIL_CHOICES = ("verified", "unverified", "any")
 VISITOR_CHOICES = ("new", "returning", "any")
 NEW_VISITOR_MINUTES = 30
+# Funnel stages, furthest last, and the event that reaches each.
+STAGES = {"browse": "Product Viewed", "cart": "Product Added", "checkout": "Checkout Started"}
+STAGE_CHOICES = (*STAGES, "any")
+STAGE_DAYS = 30
 
 
 class ConditionError(ValueError):
@@ -77,11 +84,13 @@ def validate_audience(audience: Any) -> dict:
         raise ConditionError(
             'must be an object like {"email": "verified", "visitor": "any", "traits": []}'
         )
-    unknown = set(audience) - {"email", "visitor", "traits"}
+    unknown = set(audience) - {"email", "visitor", "stage", "traits"}
     if unknown:
         raise ConditionError(
-            f"unknown field(s) {', '.join(sorted(unknown))}; use email, visitor, traits"
+            f"unknown field(s) {', '.join(sorted(unknown))}; use email, visitor, stage, traits"
         )
+    if audience.get("stage", "any") not in STAGE_CHOICES:
+        raise ConditionError(f'"stage" must be one of {", ".join(STAGE_CHOICES)}')
     if audience.get("email", "any") not in EMAIL_CHOICES:
         raise ConditionError(f'"email" must be one of {", ".join(EMAIL_CHOICES)}')
     if audience.get("visitor", "any") not in VISITOR_CHOICES:
@@ -162,11 +171,27 @@ def compile_conditions(
     return (" AND ".join(parts) or "TRUE"), params
 
 
+def _stage_sql(profile: str, event_time: str) -> str:
+    """The person's furthest funnel stage (0 none, 1 browse, 2 cart, 3 checkout)."""
+    whens = []
+    for number, event in reversed(list(enumerate(STAGES.values(), start=1))):
+        whens.append(
+            f"WHEN EXISTS (SELECT 1 FROM tracking_event st_ev WHERE st_ev.profile_id = {profile}.id"
+            f" AND st_ev.type = 'track' AND st_ev.name = '{event}'"
+            f" AND st_ev.timestamp <= {event_time}"
+            f" AND st_ev.timestamp > {event_time} - interval '{STAGE_DAYS} days') THEN {number}"
+        )
+    return f"(CASE {' '.join(whens)} ELSE 0 END)"
+
+
 def compile_audience(
     audience: dict, *, profile: str, event_time: str, prefix: str
 ) -> tuple[str, dict]:
     """SQL over the profile alias `profile` at the trigger time expression `event_time`."""
     parts: list[str] = []
+    stage = audience.get("stage", "any")
+    if stage != "any":
+        parts.append(f"({_stage_sql(profile, event_time)} = {list(STAGES).index(stage) + 1})")
     email = audience.get("email", "any")
     if email == "verified":
         parts.append(f"({profile}.email_verified AND {profile}.email IS NOT NULL)")

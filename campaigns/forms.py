@@ -71,7 +71,8 @@ class CampaignForm(forms.ModelForm):
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
         help_text='Optional: {"email": "verified" | "unverified" | "any", "visitor": "new" | '
-        '"returning" | "any", "traits": [{"trait": "plan", "op": "=", "value": "pro"}]}',
+        '"returning" | "any", "stage": "browse" | "cart" | "checkout" | "any", '
+        '"traits": [{"trait": "plan", "op": "=", "value": "pro"}]}',
     )
 
     class Meta:

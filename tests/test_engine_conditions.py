@@ -114,8 +114,11 @@ def test_audience_conditions_are_checked_field_by_field():
     assert validate_audience({"email": "verified", "visitor": "returning"})
     with pytest.raises(ConditionError, match='"email" must be one of'):
         validate_audience({"email": "yes"})
+    assert validate_audience({"stage": "cart"})
+    with pytest.raises(ConditionError, match='"stage" must be one of browse, cart, checkout, any'):
+        validate_audience({"stage": "paid"})
     with pytest.raises(ConditionError, match="unknown field"):
-        validate_audience({"stage": "cart"})
+        validate_audience({"funnel": "cart"})
     with pytest.raises(ConditionError, match="traits: condition 1"):
         validate_audience({"traits": [{"trait": "plan", "op": "=="}]})
 

@@ -508,3 +508,17 @@ def test_a_campaign_with_broken_conditions_neither_enrolls_nor_blocks_the_events
     track(site, "Product Added")
     assert Enrollment.objects.filter(campaign=fine).count() == 1
     assert not Enrollment.objects.filter(campaign=broken).exists()
+
+
+def test_a_funnel_stage_condition_keeps_people_who_carted_out_of_browse_abandonment(site):
+    browse = make_campaign(
+        site, name="browse", trigger_event="Product Viewed", audience_conditions={"stage": "browse"}
+    )
+    track(site, "Product Viewed", anonymous_id="looker")
+    track(site, "Product Added", anonymous_id="carter", at=T0 - minutes(10))
+    track(site, "Product Viewed", anonymous_id="carter")
+    track(site, "Product Added", anonymous_id="old-carter", at=T0 - minutes(31 * 24 * 60))
+    track(site, "Product Viewed", anonymous_id="old-carter")
+
+    enrolled = set(Enrollment.objects.filter(campaign=browse).values_list("profile_id", flat=True))
+    assert enrolled == {profile_of(site, "looker").id, profile_of(site, "old-carter").id}
