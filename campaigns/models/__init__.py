@@ -2,18 +2,37 @@
 
 from campaigns.models.audiences import Audience, AudienceChange, AudienceMember
 from campaigns.models.core import Campaign, Decision, Enrollment, SitePolicy, Step
-from campaigns.models.email import EmailTemplate, Message, Suppression
+from campaigns.models.email import (
+    Attribution,
+    CampaignOptOut,
+    DevMail,
+    EmailEvent,
+    EmailSettings,
+    EmailTemplate,
+    Message,
+    Suppression,
+)
+from campaigns.models.promo import PromoCode, PromoPool, StepPromo, StepVariant
 
 __all__ = [
+    "Attribution",
     "Audience",
     "AudienceChange",
     "AudienceMember",
     "Campaign",
+    "CampaignOptOut",
     "Decision",
+    "DevMail",
+    "EmailEvent",
+    "EmailSettings",
     "EmailTemplate",
     "Enrollment",
     "Message",
+    "PromoCode",
+    "PromoPool",
     "SitePolicy",
     "Step",
+    "StepPromo",
+    "StepVariant",
     "Suppression",
 ]

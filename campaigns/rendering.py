@@ -1,0 +1,463 @@
+"""Render a marketer's email template safely, inside the base layout, CSS inlined.
+
+Templates use the Django template language, but through a dedicated `Engine`
+with no loaders and a small allowlist of tags and filters: nothing can load
+files (`include`, `extends`, `ssi`), load libraries (`load`), dump the context
+(`debug`) or switch escaping off (`autoescape`, `safe`). The context holds only
+plain values (strings, numbers, lists, dicts built here), so there is no object
+to traverse into. Output is autoescaped; visitor-supplied URLs (product links
+and images) are kept only when they are http(s).
+
+`render_email` is the one entry point the sender, the preview and the
+view-in-browser page share, so what a marketer previews is what is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import css_inline
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters
+from django.template import defaulttags as django_tags
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
+
+# --- the sandbox ------------------------------------------------------------------
+
+ALLOWED_TAGS = (
+    "if", "for", "with", "firstof", "cycle", "resetcycle", "ifchanged", "comment",
+    "spaceless", "now", "filter", "templatetag", "widthratio", "verbatim", "regroup",
+)  # fmt: skip
+ALLOWED_FILTERS = (
+    "add", "capfirst", "cut", "date", "default", "default_if_none", "dictsort",
+    "dictsortreversed", "divisibleby", "escape", "first", "floatformat", "force_escape",
+    "iriencode", "join", "last", "length", "linebreaks", "linebreaksbr", "lower",
+    "make_list", "pluralize", "slice", "slugify", "stringformat", "striptags", "time",
+    "timesince", "timeuntil", "title", "truncatechars", "truncatechars_html",
+    "truncatewords", "truncatewords_html", "upper", "urlencode", "wordcount", "yesno",
+)  # fmt: skip
+# Refused on purpose, named in the error so the marketer knows it is policy:
+# load/include/extends/block/ssi/debug reach outside the context; autoescape/safe/
+# safeseq would let a visitor's trait inject HTML; center/ljust/rjust/wordwrap take
+# sizes that can blow up memory; url/csrf_token/querystring need a request.
+
+register = Library()
+for _name in ALLOWED_TAGS:
+    register.tags[_name] = django_tags.register.tags[_name]
+for _name in ALLOWED_FILTERS:
+    register.filters[_name] = defaultfilters.register.filters[_name]
+
+
+class SandboxEngine(Engine):
+    # Engine always prepends these; an empty list leaves only our allowlist.
+    default_builtins: list[str] = []
+
+
+ENGINE = SandboxEngine(
+    dirs=[], app_dirs=False, loaders=[], libraries={}, builtins=["campaigns.rendering"],
+    autoescape=True, debug=False, string_if_invalid="",
+)  # fmt: skip
+
+TEMPLATE_PARTS = ("subject", "preheader", "html", "text")
+
+_INVALID_TAG = re.compile(r"Invalid block tag on line (\d+): '([^']+)'")
+_INVALID_FILTER = re.compile(r"Invalid filter: '([^']+)'")
+
+
+class TemplateRefused(ValueError):
+    """A template part does not compile in the sandbox; the message names the problem."""
+
+
+def _explain(exc: TemplateSyntaxError) -> str:
+    text = str(exc)
+    if match := _INVALID_TAG.search(text):
+        line, tag = match.groups()
+        if tag.startswith("end") or tag in {"else", "elif", "empty"}:
+            return f"Line {line}: unexpected {{% {tag} %}} (no matching opening tag)."
+        return (
+            f"Line {line}: the tag {{% {tag} %}} is not allowed in email templates. "
+            f"Allowed tags: {', '.join(ALLOWED_TAGS)}."
+        )
+    if match := _INVALID_FILTER.search(text):
+        return (
+            f"The filter |{match.group(1)} is not allowed in email templates. "
+            f"Allowed filters: {', '.join(ALLOWED_FILTERS)}."
+        )
+    return text
+
+
+def compile_part(source: str):
+    try:
+        return ENGINE.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateRefused(_explain(exc)) from None
+
+
+def validate_template(template) -> None:
+    """Compile every part, then render with sample data; raise a ValidationError per field."""
+    errors: dict[str, list[str]] = {}
+    for part in TEMPLATE_PARTS:
+        try:
+            compile_part(getattr(template, part) or "").render(
+                Context(sample_context(), autoescape=True)
+            )
+        except TemplateRefused as exc:
+            errors.setdefault(part, []).append(str(exc))
+        except Exception as exc:  # a filter raising at render time, e.g. bad date format
+            errors.setdefault(part, []).append(f"Rendering with sample data failed: {exc}")
+    if errors:
+        raise ValidationError(errors)
+
+
+@dataclass
+class CompiledTemplate:
+    subject: Any
+    preheader: Any
+    html: Any
+    text: Any  # None when the text part is generated from the HTML
+
+
+@lru_cache(maxsize=512)
+def _compiled(template_id: int, version: str, subject: str, preheader: str, body: str, text: str):
+    # Keyed by id and updated_at; the sources ride along so the cache never serves
+    # an unsaved edit (preview) as the saved version.
+    return CompiledTemplate(
+        subject=compile_part(subject),
+        preheader=compile_part(preheader),
+        html=compile_part(body),
+        text=compile_part(text) if text.strip() else None,
+    )
+
+
+def compiled(template) -> CompiledTemplate:
+    return _compiled(
+        template.pk or 0, str(template.updated_at), template.subject, template.preheader,
+        template.html, template.text,
+    )  # fmt: skip
+
+
+# --- the context ------------------------------------------------------------------
+
+
+def safe_url(value: Any) -> str:
+    """Visitor-supplied URLs: only absolute http(s), never javascript:/data:."""
+    if not isinstance(value, str):
+        return ""
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in {"http", "https"} or not parts.netloc:
+        return ""
+    return value
+
+
+def _money(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _format_money(amount: Decimal | None) -> str:
+    return "" if amount is None else f"{amount:,.2f}"
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """JSON-ish data only (traits come from visitors): no objects, bounded depth."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if depth > 4:
+        return None
+    if isinstance(value, dict):
+        return {
+            str(k): _plain(v, depth + 1)
+            for k, v in value.items()
+            if isinstance(k, str) and not k.startswith("_")
+        }
+    if isinstance(value, list):
+        return [_plain(v, depth + 1) for v in value[:100]]
+    return str(value)
+
+
+def products_from(trigger: dict) -> list[dict]:
+    products = trigger.get("products") if isinstance(trigger, dict) else None
+    if not isinstance(products, list):
+        return []
+    result = []
+    for item in products[:20]:
+        if not isinstance(item, dict):
+            continue
+        quantity = item.get("quantity")
+        result.append(
+            {
+                "name": str(item.get("name") or "")[:200],
+                "price": _money(item.get("price")),
+                "price_display": _format_money(_money(item.get("price"))),
+                "quantity": quantity if isinstance(quantity, int) else 1,
+                "image": safe_url(item.get("image_url") or item.get("image")),
+                "url": safe_url(item.get("url")),
+            }
+        )
+    return result
+
+
+@dataclass
+class EmailLinks:
+    unsubscribe_url: str = ""
+    preferences_url: str = ""
+    view_in_browser_url: str = ""
+
+
+@dataclass
+class EmailData:
+    """Everything a render needs, loaded by the caller (sender, preview, browser view)."""
+
+    message_id: int
+    site_id: int
+    site_name: str
+    postal_address: str
+    to_email: str
+    traits: dict = field(default_factory=dict)
+    trigger: dict = field(default_factory=dict)
+    promo_code: str = ""
+    campaign_id: int | None = None
+    campaign_name: str = ""
+    template_id: int | None = None
+    click_tracking: bool = True
+    open_tracking: bool = False
+    utm_source: str = "reengage"
+    utm_medium: str = "email"
+
+
+def template_context(data: EmailData, links: EmailLinks) -> dict:
+    traits = _plain(data.traits) if isinstance(data.traits, dict) else {}
+    trigger = data.trigger if isinstance(data.trigger, dict) else {}
+    products = products_from(trigger)
+    first_name = traits.get("first_name") or traits.get("firstName") or ""
+    return {
+        "first_name": first_name if isinstance(first_name, str) else "",
+        "traits": traits,
+        "email": data.to_email,
+        "products": products,
+        "products_block": mark_safe(  # noqa: S308 - rendered by our own autoescaped template
+            render_to_string(
+                "campaigns/email/products.html",
+                {"products": products, "currency": str(trigger.get("currency") or "")[:3]},
+            )
+        )
+        if products
+        else "",
+        "value": _money(trigger.get("value") if "value" in trigger else trigger.get("total")),
+        "currency": str(trigger.get("currency") or "")[:3],
+        "cart_url": safe_url(trigger.get("url") or trigger.get("cart_url")),
+        "promo_code": data.promo_code,
+        "site_name": data.site_name,
+        "unsubscribe_url": links.unsubscribe_url,
+        "preferences_url": links.preferences_url,
+        "view_in_browser_url": links.view_in_browser_url,
+    }
+
+
+def sample_context() -> dict:
+    data = EmailData(
+        message_id=0, site_id=0, site_name="Sample Shop", postal_address="1 Sample Street",
+        to_email="ada@example.com",
+        traits={"first_name": "Ada", "last_name": "Lovelace", "plan": "pro"},
+        trigger=SAMPLE_TRIGGER, promo_code="WELCOME10",
+    )  # fmt: skip
+    return template_context(data, EmailLinks("#unsubscribe", "#preferences", "#view"))
+
+
+SAMPLE_TRIGGER = {
+    "currency": "EUR",
+    "value": 89.5,
+    "url": "https://shop.example.com/cart",
+    "products": [
+        {"name": "Linen shirt", "price": 49.5, "quantity": 1,
+         "image_url": "https://shop.example.com/img/shirt.jpg",
+         "url": "https://shop.example.com/p/shirt"},
+        {"name": "Canvas tote", "price": 20, "quantity": 2,
+         "image_url": "https://shop.example.com/img/tote.jpg",
+         "url": "https://shop.example.com/p/tote"},
+    ],
+}  # fmt: skip
+
+
+# --- links: unsubscribe, click tracking, open pixel --------------------------------
+
+UNSUBSCRIBE_SALT = "reengage.email.unsubscribe"
+CLICK_SALT = "reengage.email.click"
+OPEN_SALT = "reengage.email.open"
+VIEW_SALT = "reengage.email.view"
+
+
+def message_token(message_id: int, salt: str) -> str:
+    return signing.dumps(message_id, salt=salt)
+
+
+def links_for(message_id: int) -> EmailLinks:
+    base = settings.PUBLIC_URL
+    token = message_token(message_id, UNSUBSCRIBE_SALT)
+    return EmailLinks(
+        unsubscribe_url=f"{base}/email/unsubscribe/{token}/",
+        preferences_url=f"{base}/email/preferences/{token}/",
+        view_in_browser_url=f"{base}/email/view/{message_token(message_id, VIEW_SALT)}/",
+    )
+
+
+def with_utm(url: str, data: EmailData) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    present = {key for key, _ in query}
+    utm = {
+        "utm_source": data.utm_source,
+        "utm_medium": data.utm_medium,
+        "utm_campaign": f"c{data.campaign_id}" if data.campaign_id else "reengage",
+        "utm_content": f"t{data.template_id}" if data.template_id else "",
+    }
+    query += [(key, value) for key, value in utm.items() if value and key not in present]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+
+
+_CLICK_SIGNER = None
+
+
+def _click_signer() -> signing.Signer:
+    # Built lazily: SECRET_KEY may be overridden in tests.
+    global _CLICK_SIGNER
+    if _CLICK_SIGNER is None or _CLICK_SIGNER.key != settings.SECRET_KEY:
+        _CLICK_SIGNER = signing.Signer(key=settings.SECRET_KEY, salt=CLICK_SALT)
+    return _CLICK_SIGNER
+
+
+def click_token(message_id: int, url: str) -> str:
+    """A signed "<message id> <url>": the redirect target cannot be changed."""
+    payload = base64.urlsafe_b64encode(f"{message_id} {url}".encode()).rstrip(b"=").decode()
+    return _click_signer().sign(payload)
+
+
+def read_click_token(token: str) -> tuple[int, str]:
+    """(message id, url) of a click token; raises signing.BadSignature or ValueError."""
+    payload = _click_signer().unsign(token)
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    message_id, url = raw.split(" ", 1)
+    return int(message_id), url
+
+
+def track_links(body: str, data: EmailData) -> str:
+    """Route http(s) links through signed redirects; the target URL is inside the token."""
+    own = settings.PUBLIC_URL + "/email/"
+    click_base = f"{settings.PUBLIC_URL}/email/c/"
+
+    def replace(match: re.Match) -> str:
+        prefix, quote, raw = match.groups()
+        url = html.unescape(raw).strip()
+        if not safe_url(url) or url.startswith(own):
+            return match.group(0)
+        token = click_token(data.message_id, with_utm(url, data))
+        return f"{prefix}{quote}{click_base}{token}/{quote}"
+
+    return _HREF.sub(replace, body)
+
+
+# --- the whole email ---------------------------------------------------------------
+
+_INLINER = css_inline.CSSInliner(
+    keep_at_rules=True,  # media queries stay in <style> for clients that support them
+    load_remote_stylesheets=False,  # a template must not make us fetch URLs
+)
+
+# HTML → text for the text part, when the template has none. A few regular
+# expressions rather than an HTML parser: the body is our own rendered output, and
+# a parser (html2text) cost ~1 ms per email, half the sending budget.
+_DROP = re.compile(r"<(head|style|script|title)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_LINK = re.compile(r"<a\b[^>]*?\bhref\s*=\s*([\"'])(.*?)\1[^>]*>(.*?)</a\s*>", re.I | re.S)
+_BREAK = re.compile(r"<br\s*/?>|</(?:tr|li|div)\s*>", re.IGNORECASE)
+_BLOCK = re.compile(r"</?(?:p|h[1-6]|table|ul|ol|blockquote)\b[^>]*>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]+>")
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_BLANKS = re.compile(r"\n\s*\n\s*(?:\n\s*)+")
+
+
+def _link_text(match: re.Match) -> str:
+    url, label = html.unescape(match.group(2)).strip(), _TAG.sub("", match.group(3)).strip()
+    if not url or url.startswith("#") or html.unescape(label) == url:
+        return label or url
+    return f"{label} ({url})" if label else url
+
+
+def html_to_text(body: str) -> str:
+    text = _DROP.sub("", body)
+    text = _LINK.sub(_link_text, text)
+    text = _BREAK.sub("\n", text)
+    text = _BLOCK.sub("\n\n", text)
+    text = html.unescape(_TAG.sub("", text))
+    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    return _BLANKS.sub("\n\n", "\n".join(lines)).strip()
+
+
+@dataclass
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+    unsubscribe_url: str = ""
+
+
+def render_email(template, data: EmailData, *, tracking: bool = True) -> RenderedEmail:
+    """Subject, HTML (layout, footer, inlined CSS, tracked links) and text for one person."""
+    parts = compiled(template)
+    links = links_for(data.message_id)
+    values = template_context(data, links)
+    # Subject, preheader and text are plain text (the layout escapes the preheader);
+    # only the HTML body is autoescaped.
+    plain = Context(values, autoescape=False)
+    # Not collapsed: a line break that data smuggles in must reach the header check.
+    subject = parts.subject.render(plain).strip()
+    preheader = " ".join(parts.preheader.render(plain).split())
+    body = parts.html.render(Context(values, autoescape=True))
+    footer = {
+        "site_name": data.site_name,
+        "postal_address": data.postal_address,
+        "unsubscribe_url": links.unsubscribe_url,
+        "preferences_url": links.preferences_url,
+        "view_in_browser_url": links.view_in_browser_url,
+    }
+    page = render_to_string(
+        "campaigns/email/layout.html",
+        {**footer, "subject": subject, "preheader": preheader, "body": mark_safe(body)},  # noqa: S308
+    )
+    page = _INLINER.inline(page)
+    if tracking and data.click_tracking:
+        page = track_links(page, data)
+    if tracking and data.open_tracking:
+        pixel = (
+            f'<img src="{settings.PUBLIC_URL}/email/o/{message_token(data.message_id, OPEN_SALT)}/"'
+            ' width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">'
+        )
+        page = page.replace("</body>", pixel + "</body>", 1)
+    text = parts.text.render(plain) if parts.text else ""
+    if not text.strip():
+        text = html_to_text(body)
+    text = text.strip() + "\n\n" + render_to_string("campaigns/email/footer.txt", footer).strip()
+    return RenderedEmail(
+        subject=subject, html=page, text=text + "\n", unsubscribe_url=links.unsubscribe_url
+    )
