@@ -15,7 +15,8 @@ from datetime import datetime
 
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason, tracking
 from django.db import connection, transaction
-from django.db.models.functions import Coalesce
+from django.db.models import DateTimeField, Value
+from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from campaigns.models import Message, Suppression
@@ -136,13 +137,15 @@ def apply_status(message_id: int, status: str | None, when: datetime) -> None:
     message = Message.objects.select_for_update().filter(pk=message_id).first()
     if message is None or status is None:
         return
-    fields: dict = {"last_event_at": when}
+    # Webhooks arrive out of order: keep the earliest time (LEAST skips NULLs).
+    at = Value(when, output_field=DateTimeField())
+    fields: dict = {"last_event_at": Greatest("last_event_at", at)}
     if status == S.DELIVERED:
-        fields["delivered_at"] = Coalesce("delivered_at", when)
+        fields["delivered_at"] = Least("delivered_at", at)
     if status in {S.OPENED, S.CLICKED}:
-        fields["opened_at"] = Coalesce("opened_at", when)
+        fields["opened_at"] = Least("opened_at", at)
     if status == S.CLICKED:
-        fields["clicked_at"] = Coalesce("clicked_at", when)
+        fields["clicked_at"] = Least("clicked_at", at)
     current = message.status
     if (status in TERMINAL and current not in TERMINAL) or (
         status in PROGRESS and PROGRESS[status] > PROGRESS.get(current, 99)
