@@ -47,14 +47,7 @@ from django.core.mail import get_connection
 from django.db import connection
 from django.utils import timezone
 
-from campaigns.models import (
-    CampaignOptOut,
-    EmailSettings,
-    Message,
-    StepPromo,
-    StepVariant,
-    Suppression,
-)
+from campaigns.models import EmailSettings, Message, StepPromo, StepVariant
 from campaigns.models.email import email_hash
 from campaigns.rendering import EmailData, RenderedEmail, TemplateRefused, render_email
 
@@ -102,10 +95,23 @@ def claim_one(message_id: int, now: datetime) -> tuple[int, int] | None:
 
 
 def _finish(message_id: int, **fields) -> bool:
-    """Move a claimed message on; False when someone else (the recovery) already did."""
-    return (
-        Message.objects.filter(pk=message_id, status=Message.Status.SENDING).update(**fields) == 1
-    )
+    """Move a claimed message on; False when someone else (the recovery) already did.
+
+    Committed without waiting for the WAL flush (synchronous_commit off): if
+    PostgreSQL crashed and lost this commit, the row would be back in `sending`,
+    which recovery settles without resending. The claim, whose loss could cause
+    a resend, stays a normal durable commit. Saves one fsync per email.
+    """
+    columns = ", ".join(f"{name} = %s" for name in fields)  # names are ours, never input
+    values = [str(v) if isinstance(v, str) else v for v in fields.values()]
+    with connection.cursor() as cursor:
+        # One round trip: a multi-statement string runs as one implicit transaction.
+        cursor.execute(
+            "SET LOCAL synchronous_commit TO OFF; "
+            f"UPDATE campaigns_message SET {columns} WHERE id = %s AND status = 'sending'",
+            [*values, message_id],
+        )
+        return cursor.rowcount == 1
 
 
 # --- rate limit ----------------------------------------------------------------------
@@ -209,17 +215,22 @@ def promo_code_for(message: Message, promo: StepPromo | None, now: datetime) -> 
     return row[0]
 
 
+SUPPRESSION_CHECK = """
+SELECT (SELECT reason FROM campaigns_suppression WHERE site_id = %s AND email_hash = %s),
+       EXISTS (SELECT 1 FROM campaigns_campaignoptout WHERE campaign_id = %s AND email_hash = %s)
+"""
+
+
 def suppression_reason(message: Message) -> str:
     digest = email_hash(message.to_email)
-    found = Suppression.objects.filter(site_id=message.site_id, email_hash=digest).first()
-    if found:
-        return f"suppressed: {found.reason}"
-    if (
-        message.campaign_id
-        and CampaignOptOut.objects.filter(
-            campaign_id=message.campaign_id, email_hash=digest
-        ).exists()
-    ):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            SUPPRESSION_CHECK, [message.site_id, digest, message.campaign_id or 0, digest]
+        )
+        reason, left_campaign = cursor.fetchone()
+    if reason:
+        return f"suppressed: {reason}"
+    if left_campaign:
         return "suppressed: left this campaign"
     profile = message.profile
     if profile is not None and (profile.consent or {}).get("email") is False:
