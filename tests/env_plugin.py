@@ -20,3 +20,11 @@ _parts = urlsplit(os.environ["REDIS_URL"])
 os.environ["REDIS_URL"] = urlunsplit(
     _parts._replace(path="/" + os.environ.get("TEST_REDIS_DB", "15"))
 )
+
+# Temporary directories under this checkout: pytest removes old numbered temp
+# dirs, which must not be another checkout's live ones (parallel worktrees).
+_temproot = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".data", "pytest-tmp"
+)
+os.makedirs(_temproot, exist_ok=True)
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", _temproot)

@@ -32,8 +32,13 @@ from tracking.storage import store_events
 log = logging.getLogger(__name__)
 
 DEAD_LETTERS = "reengage:events:dead"
-CLAIM_IDLE_MS = 30_000
+# A dead flusher's pending entries are reclaimed after this idle time, and its
+# lock expires after LOCK_TTL (refreshed by a live flusher after every pass).
+CLAIM_IDLE_MS = int(os.environ.get("FLUSH_CLAIM_IDLE_MS") or 30_000)
+LOCK_TTL = int(os.environ.get("FLUSH_LOCK_TTL_SECONDS") or 15)
 LOCK_KEY = "reengage:flush:lock"
+# Test-only fault injection (seconds): see tests/test_ingest_faults.py.
+FAULT_PAUSE_BEFORE_ACK = float(os.environ.get("REENGAGE_FAULT_FLUSH_PAUSE_BEFORE_ACK") or 0)
 
 
 @dataclass
@@ -112,6 +117,10 @@ def _store_or_isolate(
         _store_or_isolate(client, decoded[:middle], now, result)
         _store_or_isolate(client, decoded[middle:], now, result)
         return
+    if FAULT_PAUSE_BEFORE_ACK:
+        # Fault injection for tests: committed but not yet acknowledged.
+        print(f"flush: committed {stored.stored} events, pausing before ack", flush=True)
+        time.sleep(FAULT_PAUSE_BEFORE_ACK)
     _acknowledge(client, [entry_id for entry_id, _ in decoded])
     result.stored += stored.stored
 
@@ -140,7 +149,7 @@ def flush_until_empty(*, budget_seconds: float = 20.0, max_entries: int = 500) -
     client = buffer.client()
     total = FlushResult()
     token = f"{consumer_name()}-{time.monotonic()}"
-    if not client.set(LOCK_KEY, token, nx=True, ex=int(budget_seconds) + 60):
+    if not client.set(LOCK_KEY, token, nx=True, ex=LOCK_TTL):
         return total
     try:
         deadline = time.monotonic() + budget_seconds
@@ -152,6 +161,9 @@ def flush_until_empty(*, budget_seconds: float = 20.0, max_entries: int = 500) -
             total.dead_letters += result.dead_letters
             if result.entries < max_entries:
                 break
+            if client.get(LOCK_KEY) != token.encode():
+                break  # our lock expired and another flusher took over
+            client.expire(LOCK_KEY, LOCK_TTL)
     except DatabaseError as exc:
         log.warning("flush stopped, PostgreSQL unavailable: %s (entries stay pending)", exc)
         total.errors.append(str(exc))
@@ -160,6 +172,25 @@ def flush_until_empty(*, budget_seconds: float = 20.0, max_entries: int = 500) -
         if client.get(LOCK_KEY) == token.encode():
             client.delete(LOCK_KEY)
     return total
+
+
+def dead_letters(count: int = 100) -> list[tuple[str, dict]]:
+    entries = buffer.client().xrange(DEAD_LETTERS, count=count)
+    return [(entry_id.decode(), {k.decode(): v.decode() for k, v in f.items()})
+            for entry_id, f in entries]  # fmt: skip
+
+
+def replay_dead_letters() -> int:
+    """Put dead-lettered entries back on the stream (after fixing what refused them)."""
+    client = buffer.client()
+    moved = 0
+    for entry_id, fields in client.xrange(DEAD_LETTERS):
+        pipe = client.pipeline(transaction=True)
+        pipe.xadd(buffer.STREAM, {"e": fields[b"e"]})
+        pipe.xdel(DEAD_LETTERS, entry_id)
+        pipe.execute()
+        moved += 1
+    return moved
 
 
 def fold_dropped_counts() -> int:

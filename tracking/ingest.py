@@ -199,6 +199,7 @@ def _id(raw: dict, key: str, path: str, *, required: bool = False) -> str:
     return value
 
 
+@lru_cache(maxsize=4096)
 def anonymize_ip(value: str) -> str:
     try:
         address = ipaddress.ip_address(value)
@@ -239,11 +240,12 @@ def normalize_event(
     sent_at: datetime | None,
     client_ip: str,
     default_type: str | None = None,
+    check_size: bool = True,
 ) -> dict | None:
     """One Segment call → envelope. Returns None for a bot (dropped, counted)."""
     if not isinstance(raw, dict):
         raise IngestError(400, "must be a JSON object", path)
-    if len(json.dumps(raw, separators=(",", ":"))) > MAX_EVENT_BYTES:
+    if check_size and len(json.dumps(raw, separators=(",", ":"))) > MAX_EVENT_BYTES:
         raise IngestError(413, f"is larger than {MAX_EVENT_BYTES} bytes", path)
     # /v1/track and friends fix the type; in a batch each call names its own.
     event_type = default_type or raw.get("type")
@@ -358,6 +360,7 @@ def parse_batch(
     received_at: datetime,
     client_ip: str,
     single_type: str | None,
+    body_size: int | None = None,
 ) -> tuple[list[dict], int]:
     """A request body → (envelopes, bots dropped). `single_type` for /v1/track etc."""
     if not isinstance(payload, dict):
@@ -385,6 +388,8 @@ def parse_batch(
             sent_at=sent_at,
             client_ip=client_ip,
             default_type=single_type,
+            # No single event can pass the limit when the whole body is under it.
+            check_size=body_size is None or body_size > MAX_EVENT_BYTES,
         )
         if event is None:
             bots += 1

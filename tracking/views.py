@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -15,7 +17,9 @@ import zlib
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import redis
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
@@ -38,17 +42,63 @@ _key_cache: dict[str, tuple[SiteKey | None, float]] = {}
 
 
 def lookup_key(key: str) -> SiteKey | None:
+    """The site behind a key: process cache, then PostgreSQL, then Redis's copy.
+
+    Redis keeps a copy of every key loaded, so ingest keeps accepting events
+    (into the stream) while PostgreSQL is down. A key never seen and PostgreSQL
+    down: `StorageUnavailable` (503, retry).
+    """
     now = time.monotonic()
     cached = _key_cache.get(key)
     if cached and cached[1] > now:
         return cached[0]
-    site_key = _load_key(key)
+    try:
+        site_key = _load_key(key)
+    except DatabaseError:
+        if cached:
+            return cached[0]  # stale but known
+        site_key = _key_from_redis(key)
+    else:
+        if site_key is not None:
+            _key_to_redis(key, site_key)
     if len(_key_cache) > 10_000:
         _key_cache.clear()
     # Unknown keys are cached briefly too, so garbage keys cannot hammer the database.
     ttl = settings.INGEST_KEY_CACHE_SECONDS if site_key else 5
     _key_cache[key] = (site_key, now + ttl)
     return site_key
+
+
+KEY_COPY = "reengage:key:"
+
+
+def _key_to_redis(key: str, site_key: SiteKey) -> None:
+    with contextlib.suppress(redis.RedisError):  # the copy is only a fallback
+        buffer.client().set(KEY_COPY + key, json.dumps(dataclasses.asdict(site_key)), ex=7 * 86400)
+
+
+def _key_from_redis(key: str) -> SiteKey | None:
+    try:
+        raw = buffer.client().get(KEY_COPY + key)
+    except redis.RedisError:
+        raw = None
+    if raw is None:
+        raise buffer.StorageUnavailable("PostgreSQL is down and this key is not cached")
+    data = json.loads(raw)
+    data["domains"] = tuple(data["domains"])
+    data["secret_keys"] = tuple(data["secret_keys"])
+    return SiteKey(**data)
+
+
+def refresh_keys(keys: list[str]) -> None:
+    """A site changed (rotation, domains, limits): drop this process's cache and
+    rewrite Redis's copies, so ingest knows the site even if PostgreSQL goes down."""
+    for key in filter(None, keys):
+        _key_cache.pop(key, None)
+        with contextlib.suppress(redis.RedisError):
+            buffer.client().delete(KEY_COPY + key)
+        with contextlib.suppress(DatabaseError):
+            lookup_key(key)
 
 
 def _load_key(key: str) -> SiteKey | None:
@@ -209,8 +259,9 @@ def _ingest(request: HttpRequest, single_type: str | None) -> HttpResponse:
         received_at = datetime.now(UTC)
         ip = client_ip(request)
         events, bots = parse_batch(
-            payload, key=key, received_at=received_at, client_ip=ip, single_type=single_type
-        )
+            payload, key=key, received_at=received_at, client_ip=ip, single_type=single_type,
+            body_size=len(body),
+        )  # fmt: skip
         if bots:
             buffer.count_dropped(key.site_id, "bot", bots, received_at.date().isoformat())
         buffer.accept(

@@ -1,0 +1,107 @@
+"""Admin for sites, visitors and events (the workspace issue polishes these)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
+
+from tracking.models import DroppedCount, Event, Profile, Site, Visitor
+
+RECENT_EVENTS = 100
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ["name", "domain_list", "consent_mode", "last_event_at", "created_at"]
+    search_fields = ["name", "domains"]
+    readonly_fields = ["write_key", "secret_key_masked", "last_event_at", "created_at", "snippet"]
+    actions = ["rotate_secret_key"]
+    fieldsets = [
+        (None, {"fields": ["name", "domains", "timezone", "postal_address"]}),
+        ("Privacy", {"fields": ["consent_mode", "anonymize_ip", "retention_days", "cookie_days"]}),
+        ("Ingest", {"fields": ["events_per_minute", "last_event_at"]}),
+        (
+            "Keys and install",
+            {"fields": ["write_key", "secret_key_masked", "snippet", "created_at"]},
+        ),
+    ]
+
+    @admin.display(description="domains")
+    def domain_list(self, site: Site) -> str:
+        return ", ".join(site.domains) or "—"
+
+    @admin.display(description="secret key")
+    def secret_key_masked(self, site: Site) -> str:
+        if not site.pk:
+            return "shown once the site is saved"
+        return f"{site.secret_key[:6]}…{site.secret_key[-4:]} (use “rotate secret key” to get a new one)"
+
+    @admin.display(description="snippet to paste")
+    def snippet(self, site: Site) -> str:
+        if not site.pk:
+            return "—"
+        from tracking.management.commands.createsite import loader_for
+
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", loader_for(site))
+
+    @admin.action(description="Rotate secret key (the old one works for 24 hours)")
+    def rotate_secret_key(self, request, queryset):
+        for site in queryset:
+            new = site.rotate_secret_key()
+            self.message_user(
+                request,
+                f"{site.name}: new secret key {new} — copy it now, it is not shown again in full.",
+                messages.WARNING,
+            )
+
+
+class VisitorInline(admin.TabularInline):
+    model = Visitor
+    extra = 0
+    fields = ["anonymous_id", "first_seen_at", "last_seen_at"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Profile)
+class ProfileAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "site", "email_verified", "last_seen_at"]
+    list_filter = ["site", "email_verified"]
+    search_fields = ["email", "user_id", "visitors__anonymous_id"]
+    readonly_fields = [*(f.name for f in Profile._meta.fields), "recent_events"]
+    inlines = [VisitorInline]
+
+    @admin.display(description="recent events")
+    def recent_events(self, profile: Profile) -> str:
+        # Events have a composite primary key (partitioned table), which the
+        # admin cannot list on its own; they are shown here, newest first.
+        events = Event.objects.filter(site_id=profile.site_id, profile_id=profile.id)[
+            :RECENT_EVENTS
+        ]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            ((e.timestamp, e.type, e.name, e.properties) for e in events),
+        )
+        return format_html(
+            "<table><tr><th>time</th><th>type</th><th>event</th><th>properties</th></tr>{}</table>",
+            rows,
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(DroppedCount)
+class DroppedCountAdmin(admin.ModelAdmin):
+    list_display = ["day", "site", "reason", "count"]
+    list_filter = ["site", "reason"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+admin.site.site_header = "reengage"
+admin.site.site_title = "reengage"
+admin.site.index_title = f"reengage at {settings.PUBLIC_URL}"
