@@ -291,3 +291,25 @@ def test_the_development_backend_keeps_the_rendered_email_for_the_admin():
     assert kept.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     message.refresh_from_db()
     assert message.esp_message_id == kept.esp_message_id
+
+
+def test_a_message_inserted_with_only_the_engines_columns_can_be_sent():
+    """The engine inserts Messages with raw SQL naming its own columns; new ones need DB defaults."""
+    from django.db import connection
+
+    campaign, step, _ = make_campaign()
+    [model] = queue_messages(campaign, step)
+    Message.objects.filter(pk=model.pk).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO campaigns_message
+                (site_id, campaign_id, step_id, position, enrollment_id, profile_id, template_id,
+                 to_email, status, created_at, claimed_at, sent_at, esp_message_id, error, attempts)
+            VALUES (%s, %s, %s, 0, %s, %s, %s, %s, 'queued', %s, NULL, NULL, '', '', 0)
+            """,
+            [campaign.site_id, campaign.pk, step.pk, model.enrollment_id, model.profile_id,
+             step.template_id, model.to_email, T0],
+        )  # fmt: skip
+
+    assert send_all().counts == {"sent": 1}

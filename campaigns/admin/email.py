@@ -142,9 +142,17 @@ class MessageAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["campaign"]
     readonly_fields = [f.name for f in Message._meta.fields]
+    actions = ["send_again"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.action(description="Send again (failed only; check the ESP first for interrupted ones)")
+    def send_again(self, request, queryset):
+        requeued = queryset.filter(status=Message.Status.FAILED).update(
+            status=Message.Status.QUEUED, not_before=None, error="", attempts=0
+        )
+        self.message_user(request, f"{requeued} failed message(s) queued again.")
 
 
 @admin.register(Suppression)

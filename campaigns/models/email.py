@@ -84,7 +84,8 @@ class Message(models.Model):
     esp_message_id = models.CharField(max_length=200, blank=True, default="")
     error = models.TextField(blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)
-    promo_code = models.CharField(max_length=100, blank=True, default="")
+    # db_default: the engine inserts Messages with raw SQL that names its own columns.
+    promo_code = models.CharField(max_length=100, blank=True, default="", db_default="")
     delivered_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
