@@ -45,9 +45,17 @@ from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
-from campaigns.models import EmailSettings, Message, StepPromo, StepVariant
+from campaigns.models import (
+    CampaignOptOut,
+    EmailSettings,
+    Message,
+    StepPromo,
+    StepVariant,
+    Suppression,
+)
 from campaigns.models.email import email_hash
 from campaigns.rendering import EmailData, RenderedEmail, TemplateRefused, render_email
 
@@ -70,17 +78,17 @@ WHERE id = (
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, site_id
+RETURNING id, site_id, to_email
 """
 
 CLAIM_ONE = """
 UPDATE campaigns_message SET status = 'sending', claimed_at = %(now)s, attempts = attempts + 1
 WHERE id = %(id)s AND status = 'queued' AND (not_before IS NULL OR not_before <= %(now)s)
-RETURNING id, site_id
+RETURNING id, site_id, to_email
 """
 
 
-def claim_next(now: datetime, paused: list[int]) -> tuple[int, int] | None:
+def claim_next(now: datetime, paused: list[int]) -> tuple[int, int, str] | None:
     # Runs outside any transaction (autocommit): the claim is durable before the
     # backend is called, which is the point.
     with connection.cursor() as cursor:
@@ -88,7 +96,7 @@ def claim_next(now: datetime, paused: list[int]) -> tuple[int, int] | None:
         return cursor.fetchone()
 
 
-def claim_one(message_id: int, now: datetime) -> tuple[int, int] | None:
+def claim_one(message_id: int, now: datetime) -> tuple[int, int, str] | None:
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_ONE, {"now": now, "id": message_id})
         return cursor.fetchone()
@@ -126,15 +134,16 @@ def _redis_client() -> redis.Redis:
     return _redis
 
 
-def rate_allows(site_id: int, per_minute: int, now: datetime) -> bool:
-    """Fixed one-minute window per site, shared by every worker through Redis."""
+def reserve_sends(site_id: int, per_minute: int, now: datetime, want: int) -> int:
+    """Take up to `want` sends from the site's current one-minute window (shared by every
+    worker through Redis); returns how many were granted, 0 when the window is used up."""
     window = int(now.timestamp() // 60)
     key = f"reengage:email:rate:{site_id}:{window}"
     pipe = _redis_client().pipeline()
-    pipe.incr(key)
+    pipe.incrby(key, want)
     pipe.expire(key, 120)
     count, _ = pipe.execute()
-    return count <= per_minute
+    return max(0, min(want, per_minute - (count - want)))
 
 
 def _next_window(now: datetime) -> datetime:
@@ -151,6 +160,7 @@ class RunCache:
     email_settings: dict[int, EmailSettings] = field(default_factory=dict)
     variants: dict[int, list[StepVariant]] = field(default_factory=dict)
     promos: dict[int, StepPromo | None] = field(default_factory=dict)
+    sends_left: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def settings_for(self, site_id: int) -> EmailSettings:
         if site_id not in self.email_settings:
@@ -215,22 +225,25 @@ def promo_code_for(message: Message, promo: StepPromo | None, now: datetime) -> 
     return row[0]
 
 
-SUPPRESSION_CHECK = """
-SELECT (SELECT reason FROM campaigns_suppression WHERE site_id = %s AND email_hash = %s),
-       EXISTS (SELECT 1 FROM campaigns_campaignoptout WHERE campaign_id = %s AND email_hash = %s)
-"""
+def suppression_annotations(address: str) -> dict:
+    digest = email_hash(address)
+    return {
+        "suppressed_as": Subquery(
+            Suppression.objects.filter(site_id=OuterRef("site_id"), email_hash=digest).values(
+                "reason"
+            )[:1]
+        ),
+        "left_campaign": Exists(
+            CampaignOptOut.objects.filter(campaign_id=OuterRef("campaign_id"), email_hash=digest)
+        ),
+    }
 
 
 def suppression_reason(message: Message) -> str:
-    digest = email_hash(message.to_email)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            SUPPRESSION_CHECK, [message.site_id, digest, message.campaign_id or 0, digest]
-        )
-        reason, left_campaign = cursor.fetchone()
-    if reason:
-        return f"suppressed: {reason}"
-    if left_campaign:
+    """Why this message must not go out now ("" when it may). Needs the annotations."""
+    if message.suppressed_as:
+        return f"suppressed: {message.suppressed_as}"
+    if message.left_campaign:
         return "suppressed: left this campaign"
     profile = message.profile
     if profile is not None and (profile.consent or {}).get("email") is False:
@@ -386,10 +399,11 @@ def backoff(attempts: int) -> timedelta:
 SENT, SUPPRESSED, FAILED, RETRIED, SKIPPED = "sent", "suppressed", "failed", "retried", "skipped"
 
 
-def deliver(message_id: int, *, backend, clock: Clock, cache: RunCache) -> str:
+def deliver(message_id: int, to_email: str, *, backend, clock: Clock, cache: RunCache) -> str:
     """Render and send one claimed (`sending`) message, then record the outcome."""
     message = (
         Message.objects.select_related("site", "template", "profile", "enrollment", "campaign")
+        .annotate(**suppression_annotations(to_email))  # one query: row, relations, suppression
         .filter(pk=message_id)
         .first()
     )
@@ -495,12 +509,12 @@ def send_queued(
             claimed = claim_next(now, report.rate_limited_sites)
             if claimed is None:
                 break
-            message_id, site_id = claimed
+            message_id, site_id, to_email = claimed
             if not _within_rate(site_id, now, cache):
                 _finish(message_id, status=Message.Status.QUEUED, not_before=_next_window(now))
                 report.rate_limited_sites.append(site_id)
                 continue
-            report.add(deliver(message_id, backend=backend, clock=clock, cache=cache))
+            report.add(deliver(message_id, to_email, backend=backend, clock=clock, cache=cache))
     return report
 
 
@@ -516,15 +530,28 @@ def send_one(message_id: int, *, clock: Clock = timezone.now, backend=None) -> s
         return SKIPPED
     backend = backend or get_connection()
     with backend:
-        return deliver(message_id, backend=backend, clock=clock, cache=cache)
+        return deliver(message_id, claimed[2], backend=backend, clock=clock, cache=cache)
+
+
+RESERVE_CHUNK = 20
 
 
 def _within_rate(site_id: int, now: datetime, cache: RunCache) -> bool:
-    try:
-        return rate_allows(site_id, cache.settings_for(site_id).sends_per_minute, now)
-    except redis.RedisError:
-        log.warning("Redis unavailable for the send rate limit; holding site %s", site_id)
-        return False
+    """Spend one send of the site's minute; sends are reserved from Redis in small chunks
+    (a chunk left over when the minute ends is simply not used: never over the limit)."""
+    window = int(now.timestamp() // 60)
+    left = cache.sends_left.get((site_id, window), 0)
+    if left == 0:
+        per_minute = cache.settings_for(site_id).sends_per_minute
+        try:
+            left = reserve_sends(site_id, per_minute, now, min(RESERVE_CHUNK, per_minute))
+        except redis.RedisError:
+            log.warning("Redis unavailable for the send rate limit; holding site %s", site_id)
+            return False
+        if left == 0:
+            return False
+    cache.sends_left[(site_id, window)] = left - 1
+    return True
 
 
 def recover_interrupted(*, now: datetime, backend=None) -> dict[str, int]:
