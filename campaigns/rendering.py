@@ -29,7 +29,9 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters
 from django.template import defaulttags as django_tags
+from django.template.defaultfilters import linebreaksbr
 from django.template.loader import render_to_string
+from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 # --- the sandbox ------------------------------------------------------------------
@@ -125,6 +127,7 @@ class CompiledTemplate:
     preheader: Any
     html: Any
     text: Any  # None when the text part is generated from the HTML
+    has_style: bool = False  # the body brings its own <style> to inline
 
 
 @lru_cache(maxsize=512)
@@ -136,6 +139,7 @@ def _compiled(template_id: int, version: str, subject: str, preheader: str, body
         preheader=compile_part(preheader),
         html=compile_part(body),
         text=compile_part(text) if text.strip() else None,
+        has_style="<style" in body.lower(),
     )
 
 
@@ -321,14 +325,21 @@ def links_for(message_id: int) -> EmailLinks:
 
 
 def with_utm(url: str, data: EmailData) -> str:
+    return _with_utm(url, data.utm_source, data.utm_medium, data.campaign_id, data.template_id)
+
+
+@lru_cache(maxsize=4096)
+def _with_utm(
+    url: str, source: str, medium: str, campaign_id: int | None, template_id: int | None
+) -> str:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     present = {key for key, _ in query}
     utm = {
-        "utm_source": data.utm_source,
-        "utm_medium": data.utm_medium,
-        "utm_campaign": f"c{data.campaign_id}" if data.campaign_id else "reengage",
-        "utm_content": f"t{data.template_id}" if data.template_id else "",
+        "utm_source": source,
+        "utm_medium": medium,
+        "utm_campaign": f"c{campaign_id}" if campaign_id else "reengage",
+        "utm_content": f"t{template_id}" if template_id else "",
     }
     query += [(key, value) for key, value in utm.items() if value and key not in present]
     return urlunsplit(parts._replace(query=urlencode(query)))
@@ -384,6 +395,39 @@ _INLINER = css_inline.CSSInliner(
     keep_at_rules=True,  # media queries stay in <style> for clients that support them
     load_remote_stylesheets=False,  # a template must not make us fetch URLs
 )
+
+# The layout is the same for every email: it is rendered once with a marker in each
+# slot, CSS-inlined once, and split at the markers. Each email then only fills the
+# slots (escaped as the template would) — inlining the whole page per email cost
+# more than everything else together. A template's own <style> is inlined into its
+# body per email (css_inline.inline_fragment).
+_SLOTS = ("subject", "preheader", "body", "site_name", "postal_address",
+          "unsubscribe_url", "preferences_url", "view_in_browser_url")  # fmt: skip
+_SLOT_MARK = re.compile(r"reengageslot(\d+)x")
+
+
+@lru_cache(maxsize=1)
+def _layout_shell() -> tuple[tuple[str, int | None], ...]:
+    marks = {name: mark_safe(f"reengageslot{i}x") for i, name in enumerate(_SLOTS)}  # noqa: S308
+    page = _INLINER.inline(render_to_string("campaigns/email/layout.html", marks))
+    pieces: list[tuple[str, int | None]] = []
+    position = 0
+    for match in _SLOT_MARK.finditer(page):
+        pieces.append((page[position : match.start()], int(match.group(1))))
+        position = match.end()
+    pieces.append((page[position:], None))
+    found = {slot for _, slot in pieces if slot is not None}
+    if found != set(range(len(_SLOTS))):
+        raise RuntimeError("campaigns/email/layout.html must use every slot: " + ", ".join(_SLOTS))
+    return tuple(pieces)
+
+
+def _fill_layout(values: dict[str, str]) -> str:
+    ordered = [values[name] for name in _SLOTS]
+    return "".join(
+        text + (ordered[slot] if slot is not None else "") for text, slot in _layout_shell()
+    )
+
 
 # HTML → text for the text part, when the template has none. A few regular
 # expressions rather than an HTML parser: the body is our own rendered output, and
@@ -441,11 +485,23 @@ def render_email(template, data: EmailData, *, tracking: bool = True) -> Rendere
         "preferences_url": links.preferences_url,
         "view_in_browser_url": links.view_in_browser_url,
     }
-    page = render_to_string(
-        "campaigns/email/layout.html",
-        {**footer, "subject": subject, "preheader": preheader, "body": mark_safe(body)},  # noqa: S308
+    html_body = body
+    if parts.has_style:
+        html_body = css_inline.inline_fragment(
+            body, "", keep_at_rules=True, load_remote_stylesheets=False
+        )
+    page = _fill_layout(
+        {
+            "subject": escape(subject),
+            "preheader": escape(preheader),
+            "body": html_body,
+            "site_name": escape(data.site_name),
+            "postal_address": linebreaksbr(data.postal_address, autoescape=True),
+            "unsubscribe_url": escape(links.unsubscribe_url),
+            "preferences_url": escape(links.preferences_url),
+            "view_in_browser_url": escape(links.view_in_browser_url),
+        }
     )
-    page = _INLINER.inline(page)
     if tracking and data.click_tracking:
         page = track_links(page, data)
     if tracking and data.open_tracking:

@@ -91,7 +91,7 @@ def test_a_worker_killed_mid_batch_still_sends_each_message_exactly_once(redis_c
         send_queued_email.delay()
         for message_id in ids[:100]:
             send_message.delay(message_id)
-        wait_for(lambda: DevMail.objects.count() >= 300, 60, "the worker to send 300 emails")
+        wait_for(lambda: DevMail.objects.count() >= 300, 180, "the worker to send 300 emails")
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
     finally:

@@ -112,7 +112,18 @@ def test_the_subject_is_plain_text_not_html_escaped():
 
 
 def test_remote_stylesheets_are_not_fetched():
-    # css-inline would fetch <link rel=stylesheet> by default; the sandbox turns it off.
-    body = '<link rel="stylesheet" href="http://169.254.169.254/latest/meta-data/"><p>x</p>'
+    # css-inline fetches <link rel=stylesheet> by default (it would raise here: nothing
+    # listens on the port); inlining a template's own CSS must never make us request URLs.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    body = (
+        f'<link rel="stylesheet" href="http://127.0.0.1:{port}/internal.css">'
+        "<style>p.note { color: #555; }</style><p class='note'>x</p>"
+    )
+
     rendered = render_email(template(html=body), data())
-    assert "<p" in rendered.html
+
+    assert '<p class="note" style="color: #555;">x</p>' in rendered.html
