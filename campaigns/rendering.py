@@ -19,7 +19,7 @@ import html
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -31,8 +31,8 @@ from django.template import Context, Engine, Library, TemplateSyntaxError, defau
 from django.template import defaulttags as django_tags
 from django.template.defaultfilters import linebreaksbr
 from django.template.loader import render_to_string
-from django.utils.html import escape
-from django.utils.safestring import mark_safe
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 
 # --- the sandbox ------------------------------------------------------------------
 
@@ -248,6 +248,39 @@ class EmailData:
     utm_medium: str = "email"
 
 
+_PRODUCT_ROW = (
+    '<tr><td width="96" style="padding:8px 12px 8px 0;vertical-align:top">{}</td>'
+    '<td style="padding:8px 0;vertical-align:top;font-family:Helvetica,Arial,sans-serif;'
+    'font-size:15px">{}<br>{}</td></tr>'
+)
+
+
+def products_block(products: list[dict], currency: str) -> SafeString:
+    """The trigger's products as a mail-client-safe table (every value escaped)."""
+    if not products:
+        return mark_safe("")
+    rows = []
+    for product in products:
+        image = (
+            format_html('<img src="{}" width="80" alt="{}" style="display:block;border:0;'
+                        'width:80px;height:auto">', product["image"], product["name"])
+            if product["image"] else ""
+        )  # fmt: skip
+        name = (
+            format_html('<a href="{}" style="color:#18181b;font-weight:bold">{}</a>',
+                        product["url"], product["name"])
+            if product["url"] else format_html("<strong>{}</strong>", product["name"])
+        )  # fmt: skip
+        quantity = f"{product['quantity']} × " if product["quantity"] > 1 else ""
+        price = f"{product['price_display']} {currency}" if product["price_display"] else ""
+        rows.append(format_html(_PRODUCT_ROW, image, name, quantity + price))
+    return format_html(
+        '<table role="presentation" class="products" width="100%" cellpadding="0" '
+        'cellspacing="0" border="0" style="margin:16px 0">{}</table>',
+        mark_safe("".join(rows)),  # noqa: S308 - each row built by format_html
+    )
+
+
 def template_context(data: EmailData, links: EmailLinks) -> dict:
     traits = _plain(data.traits) if isinstance(data.traits, dict) else {}
     trigger = data.trigger if isinstance(data.trigger, dict) else {}
@@ -258,14 +291,8 @@ def template_context(data: EmailData, links: EmailLinks) -> dict:
         "traits": traits,
         "email": data.to_email,
         "products": products,
-        "products_block": mark_safe(  # noqa: S308 - rendered by our own autoescaped template
-            render_to_string(
-                "campaigns/email/products.html",
-                {"products": products, "currency": str(trigger.get("currency") or "")[:3]},
-            )
-        )
-        if products
-        else "",
+        # A callable: the template engine builds the block only where it is used.
+        "products_block": partial(products_block, products, str(trigger.get("currency") or "")[:3]),
         "value": _money(trigger.get("value") if "value" in trigger else trigger.get("total")),
         "currency": str(trigger.get("currency") or "")[:3],
         "cart_url": safe_url(trigger.get("url") or trigger.get("cart_url")),
@@ -458,6 +485,16 @@ def html_to_text(body: str) -> str:
     return _BLANKS.sub("\n\n", "\n".join(lines)).strip()
 
 
+def text_footer(footer: dict[str, str]) -> str:
+    return (
+        f"--\nYou receive this email from {footer['site_name']}.\n"
+        f"Unsubscribe: {footer['unsubscribe_url']}\n"
+        f"Email preferences: {footer['preferences_url']}\n"
+        f"View in browser: {footer['view_in_browser_url']}\n\n"
+        f"{footer['postal_address']}"
+    ).strip()
+
+
 @dataclass
 class RenderedEmail:
     subject: str
@@ -513,7 +550,7 @@ def render_email(template, data: EmailData, *, tracking: bool = True) -> Rendere
     text = parts.text.render(plain) if parts.text else ""
     if not text.strip():
         text = html_to_text(body)
-    text = text.strip() + "\n\n" + render_to_string("campaigns/email/footer.txt", footer).strip()
+    text = text.strip() + "\n\n" + text_footer(footer)
     return RenderedEmail(
         subject=subject, html=page, text=text + "\n", unsubscribe_url=links.unsubscribe_url
     )
