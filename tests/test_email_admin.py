@@ -76,3 +76,31 @@ def test_importing_codes_skips_ones_already_in_the_pool(marketer):
 
     assert response.status_code == 302
     assert sorted(pool.codes.values_list("code", flat=True)) == ["A1", "B2", "C3"]
+
+
+def test_variant_results_count_each_message_once(marketer):
+    from decimal import Decimal
+
+    from campaigns.models import Attribution, Message, StepVariant
+    from tests.email_factories import T0, make_template, queue_messages
+
+    campaign, step, template_a = make_campaign()
+    template_b = make_template(campaign.site, name="B")
+    StepVariant.objects.create(step=step, template=template_a, share=50)
+    StepVariant.objects.create(step=step, template=template_b, share=50)
+    first, second = queue_messages(campaign, step, 2)
+    Message.objects.filter(pk=first.pk).update(status="clicked", sent_at=T0, clicked_at=T0)
+    Message.objects.filter(pk=second.pk).update(template=template_b, status="sent", sent_at=T0)
+    Attribution.objects.create(site=campaign.site, message=first, event_id=1, ordered_at=T0,
+                               revenue=Decimal("30.00"))  # fmt: skip
+
+    page = marketer.get("/admin/campaigns/stepvariant/").content.decode()
+
+    rows = {
+        name: page.split(f">{name}<", 1)[1].split("</tr>", 1)[0]
+        for name in ("Cart reminder", "B")
+    }
+    assert '<td class="field-clicked">1</td>' in rows["Cart reminder"]
+    assert '<td class="field-revenue">30.00</td>' in rows["Cart reminder"]
+    assert '<td class="field-sent">1</td>' in rows["B"]
+    assert '<td class="field-clicked">0</td>' in rows["B"]

@@ -9,6 +9,7 @@ import io
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -94,7 +95,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
     def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         template = get_object_or_404(EmailTemplate, pk=pk)
         if not self.has_view_permission(request, template):
-            raise PermissionError
+            raise PermissionDenied
         form = PreviewForm(request.GET or None)
         profile = None
         if form.is_valid() and form.cleaned_data["visitor"]:
@@ -235,7 +236,8 @@ class StepVariantAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         self._results = {
             (row["step_id"], row["template_id"]): row
-            for row in Message.objects.filter(step__variants__isnull=False)
+            # Not a join on variants: that would repeat each message once per variant.
+            for row in Message.objects.filter(step_id__in=StepVariant.objects.values("step_id"))
             .values("step_id", "template_id")
             .annotate(
                 sent_n=Count("id", filter=Q(sent_at__isnull=False), distinct=True),
@@ -323,7 +325,7 @@ class PromoPoolAdmin(admin.ModelAdmin):
     def import_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         pool = get_object_or_404(PromoPool, pk=pk)
         if not self.has_change_permission(request, pool):
-            raise PermissionError
+            raise PermissionDenied
         form = CodeImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             try:
