@@ -97,8 +97,7 @@ def test_variant_results_count_each_message_once(marketer):
     page = marketer.get("/admin/campaigns/stepvariant/").content.decode()
 
     rows = {
-        name: page.split(f">{name}<", 1)[1].split("</tr>", 1)[0]
-        for name in ("Cart reminder", "B")
+        name: page.split(f">{name}<", 1)[1].split("</tr>", 1)[0] for name in ("Cart reminder", "B")
     }
     assert '<td class="field-clicked">1</td>' in rows["Cart reminder"]
     assert '<td class="field-revenue">30.00</td>' in rows["Cart reminder"]
