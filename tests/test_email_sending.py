@@ -316,3 +316,16 @@ def test_a_message_inserted_with_only_the_engines_columns_can_be_sent():
         )  # fmt: skip
 
     assert send_all().counts == {"sent": 1}
+
+
+def test_sending_takes_three_queries_per_email(django_assert_num_queries):
+    campaign, step, _ = make_campaign()
+    queue_messages(campaign, step, 5)
+    backend = get_connection(ANYMAIL_TEST)
+
+    # Per run: email settings, step variants, step promo, and the last (empty) claim.
+    # Per email: the claim, one load (message, relations, suppression), the finish.
+    with django_assert_num_queries(3 + 1 + 3 * 5):
+        report = sending.send_queued(clock=clock, backend=backend)
+
+    assert report.counts == {"sent": 5}
