@@ -329,3 +329,30 @@ def test_sending_takes_three_queries_per_email(django_assert_num_queries):
         report = sending.send_queued(clock=clock, backend=backend)
 
     assert report.counts == {"sent": 5}
+
+
+@pytest.mark.parametrize(
+    ("cause", "status", "error_starts"),
+    [
+        (requests.ConnectionError("connection refused"), "queued", "attempt 1:"),
+        (requests.ReadTimeout("read timed out"), "failed", "outcome unknown"),
+    ],
+)
+def test_a_network_error_is_retried_only_when_the_esp_surely_did_not_take_the_email(
+    cause, status, error_starts
+):
+    campaign, step, _ = make_campaign()
+    [message] = queue_messages(campaign, step)
+
+    class Flaky(get_connection(ANYMAIL_TEST).__class__):
+        def post_to_esp(self, payload, message):
+            try:
+                raise cause
+            except requests.RequestException as exc:
+                raise AnymailAPIError("ESP request failed") from exc
+
+    send_all(Flaky())
+
+    message.refresh_from_db()
+    assert message.status == status
+    assert message.error.startswith(error_starts)
