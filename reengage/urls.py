@@ -13,5 +13,6 @@ urlpatterns = [
     path("demo/checkout/", demo.checkout, name="demo-checkout"),
     path("demo/signup/", demo.signup, name="demo-signup"),
     path("", include("tracking.urls")),
+    path("", include("tracking.snippet_urls")),
     path("", include("campaigns.urls")),
 ]
