@@ -103,3 +103,19 @@ def test_variant_results_count_each_message_once(marketer):
     assert '<td class="field-revenue">30.00</td>' in rows["Cart reminder"]
     assert '<td class="field-sent">1</td>' in rows["B"]
     assert '<td class="field-clicked">0</td>' in rows["B"]
+
+
+def test_the_live_preview_renders_unsaved_edits_and_names_refused_tags(marketer):
+    campaign, _, _ = make_campaign()
+    make_profile(campaign.site, "grace@example.com", traits={"first_name": "Grace"})
+    url = "/admin/campaigns/emailtemplate/live-preview/"
+    fields = {"site": campaign.site_id, "subject": "Hi {{ first_name }}", "preheader": "",
+              "html": "<p>Draft for {{ first_name }}</p>", "text": ""}  # fmt: skip
+
+    sample = marketer.post(url, fields).json()
+    real = marketer.post(url, {**fields, "visitor": "grace@example.com"}).json()
+    refused = marketer.post(url, {**fields, "html": "{% load static %}"}).json()
+
+    assert sample["subject"] == "Hi Ada" and "Draft for Ada" in sample["html"]
+    assert real["subject"] == "Hi Grace" and real["visitor"] == "grace@example.com"
+    assert "the tag {% load %} is not allowed" in refused["errors"]["html"][0]

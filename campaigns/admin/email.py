@@ -9,9 +9,9 @@ import io
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -31,8 +31,8 @@ from campaigns.models import (
     StepVariant,
     Suppression,
 )
-from campaigns.rendering import SAMPLE_TRIGGER, EmailData, render_email
-from tracking.models import Profile
+from campaigns.rendering import SAMPLE_TRIGGER, EmailData, render_email, validate_template
+from tracking.models import Profile, Site
 
 
 def sandboxed_frame(html: str, height: int = 700):
@@ -80,6 +80,8 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                  name="campaigns_emailtemplate_preview"),
             path("<int:pk>/send-test/", self.admin_site.admin_view(self.send_test_view),
                  name="campaigns_emailtemplate_send_test"),
+            path("live-preview/", self.admin_site.admin_view(self.live_preview_view),
+                 name="campaigns_emailtemplate_live_preview"),
         ]  # fmt: skip
         return own + super().get_urls()
 
@@ -91,6 +93,28 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         if raw.isdigit():
             return profiles.filter(pk=int(raw)).first()
         return profiles.filter(email__iexact=raw).order_by("-last_seen_at").first()
+
+    def live_preview_view(self, request: HttpRequest) -> HttpResponse:
+        """The change form's live preview: render the unsaved fields as the marketer types."""
+        if request.method != "POST" or not self.has_view_permission(request):
+            return JsonResponse({"error": "POST the template's fields"}, status=405)
+        site = Site.objects.filter(pk=request.POST.get("site") or None).first()
+        if site is None:
+            return JsonResponse({"errors": {"site": ["Choose the site first."]}})
+        template = EmailTemplate(
+            pk=None, site=site, name="preview",
+            **{part: request.POST.get(part, "") for part in ("subject", "preheader", "html", "text")},
+        )  # fmt: skip
+        try:
+            validate_template(template)
+        except ValidationError as exc:
+            return JsonResponse({"errors": exc.message_dict})
+        profile = self._profile(template, request.POST.get("visitor", ""))
+        rendered = render_email(template, preview_data(template, profile), tracking=False)
+        return JsonResponse(
+            {"subject": rendered.subject, "html": rendered.html, "text": rendered.text,
+             "visitor": str(profile) if profile else ""}
+        )  # fmt: skip
 
     def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         template = get_object_or_404(EmailTemplate, pk=pk)
