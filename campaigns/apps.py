@@ -6,4 +6,10 @@ class CampaignsConfig(AppConfig):
     verbose_name = "Campaigns"
 
     def ready(self) -> None:
-        __import__("campaigns.feedback").feedback.connect()
+        from campaigns import feedback, membership
+        from tracking.signals import events_stored
+
+        events_stored.connect(
+            membership.leave_on_withdrawn_consent, dispatch_uid="campaigns.audiences.consent"
+        )
+        feedback.connect()  # email: ESP tracking webhooks, order attribution

@@ -143,7 +143,7 @@ def test_an_unexpected_error_still_answers_the_gif(client, site, monkeypatch, ca
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(snippet, "parse_batch", broken)
+    monkeypatch.setattr(snippet, "record", broken)
     hit(client, {"k": site.write_key})
     assert "could not record a page view" in caplog.text
 

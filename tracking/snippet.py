@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -20,9 +19,9 @@ from django.utils.html import escape
 from django.views.decorators.http import require_safe
 
 from tracking import buffer
-from tracking.ingest import IngestError, parse_batch
+from tracking.ingest import IngestError
 from tracking.models import Site
-from tracking.views import client_ip, lookup_key
+from tracking.views import client_ip, lookup_key, record
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +131,7 @@ def record_pixel(request: HttpRequest) -> bool:
     if referer_host and not key.allows_origin(referer_host):
         log.info("pixel: site %s, %s is not an allowed domain", key.site_id, referer_host)
         return False
-    consent_mode = (
-        Site.objects.filter(pk=key.site_id).values_list("consent_mode", flat=True).first()
-    )
-    if consent_mode == Site.ConsentMode.OPT_IN:
+    if key.consent_mode == Site.ConsentMode.OPT_IN:
         # Without JavaScript the visitor has no way to consent.
         log.debug("pixel: site %s is opt-in; nothing recorded", key.site_id)
         return False
@@ -167,17 +163,8 @@ def record_pixel(request: HttpRequest) -> bool:
             "library": PIXEL_LIBRARY,
         },
     }
-    received_at = datetime.now(UTC)
-    ip = client_ip(request)
     try:
-        events, bots = parse_batch(
-            call, key=key, received_at=received_at, client_ip=ip, single_type="page"
-        )
-        if bots:
-            buffer.count_dropped(key.site_id, "bot", bots, received_at.date().isoformat())
-        buffer.accept(
-            events, site_id=key.site_id, site_limit=key.events_per_minute, client_key=ip or "-"
-        )
+        events = record(call, key=key, ip=client_ip(request), single_type="page")
     except IngestError as exc:
         log.info("pixel: site %s, refused %s: %s", key.site_id, exc.field, exc.message)
         return False

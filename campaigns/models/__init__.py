@@ -1,6 +1,13 @@
 """Campaigns app models, one module per idea (see each module's docstring)."""
 
-from campaigns.models.audiences import Audience, AudienceChange, AudienceMember
+from campaigns.models.audiences import (
+    Audience,
+    AudienceChange,
+    AudienceMember,
+    AudienceRule,
+    Delivery,
+    Destination,
+)
 from campaigns.models.core import Campaign, Decision, Enrollment, SitePolicy, Step
 from campaigns.models.email import (
     Attribution,
@@ -19,9 +26,12 @@ __all__ = [
     "Audience",
     "AudienceChange",
     "AudienceMember",
+    "AudienceRule",
     "Campaign",
     "CampaignOptOut",
     "Decision",
+    "Delivery",
+    "Destination",
     "DevMail",
     "EmailEvent",
     "EmailSettings",
