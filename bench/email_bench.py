@@ -33,7 +33,7 @@ from django.core import mail  # noqa: E402
 from django.core.mail import get_connection  # noqa: E402
 from django.template import Context  # noqa: E402
 
-from campaigns import sending  # noqa: E402
+from campaigns import composing, sending  # noqa: E402
 from campaigns.models import (  # noqa: E402
     Campaign,
     EmailSettings,
@@ -102,7 +102,7 @@ class Timer:
 def bench_render_alone(template, messages, settings_, n: int) -> float:
     body = compiled(template).html
     contexts = [
-        Context(template_context(sending.email_data(m, settings_, 1), links_for(m.pk)))
+        Context(template_context(composing.email_data(m, settings_, 1), links_for(m.pk)))
         for m in messages
     ]
     with Timer() as timer:
@@ -116,8 +116,8 @@ def bench_send(template, messages, settings_, n: int) -> float:
     with Timer() as timer:
         for i in range(n):
             message = messages[i % len(messages)]
-            rendered = render_email(template, sending.email_data(message, settings_, template.pk))
-            sending.build_email(message, template, rendered, settings_, backend).send()
+            rendered = render_email(template, composing.email_data(message, settings_, template.pk))
+            composing.build_email(message, template, rendered, settings_, backend).send()
             if len(mail.outbox) >= 1000:
                 mail.outbox.clear()
     mail.outbox.clear()

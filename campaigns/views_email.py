@@ -123,7 +123,7 @@ BROWSER_VIEW_CSP = (
 @never_cache
 @require_http_methods(["GET"])
 def view_in_browser(request: HttpRequest, token: str) -> HttpResponse:
-    from campaigns.sending import email_data
+    from campaigns.composing import email_data
 
     try:
         message_id = signing.loads(token, salt=VIEW_SALT)

@@ -11,7 +11,7 @@ from django.core import mail
 from django.core.mail import get_connection
 from django.test import override_settings
 
-from campaigns import sending
+from campaigns import composing, sending
 from campaigns.models import (
     CampaignOptOut,
     DevMail,
@@ -240,7 +240,7 @@ def test_variants_are_stable_per_person_and_recorded_on_the_message():
     assert set(chosen.values()) == {template_a.pk, template_b.pk}
     for message in messages:
         variants = sending.RunCache().variants_for(step.pk)
-        again = sending.choose_variant(variants, str(message.profile_id), step.pk)
+        again = composing.choose_variant(variants, str(message.profile_id), step.pk)
         assert again.pk == chosen[message.pk]
     subjects = {e.to[0]: e.subject for e in mail.outbox}
     b_message = next(m for m in messages if chosen[m.pk] == template_b.pk)
