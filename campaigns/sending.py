@@ -64,7 +64,8 @@ from campaigns.models import (
     Suppression,
 )
 from campaigns.models.email import email_hash
-from campaigns.rendering import EmailData, TemplateRefused, render_email
+from campaigns.rendering import EmailData, render_email
+from campaigns.sandbox import TemplateRefused
 
 log = logging.getLogger(__name__)
 
