@@ -195,3 +195,14 @@ def tags(request: HttpRequest, write_key: str, anonymous_id: str) -> JsonRespons
         if config:
             found.append(config)
     return _tags_response({"tags": found}, 200, origin)
+
+
+def snippet_settings(site, request: HttpRequest) -> dict:
+    """Added to `/v1/settings/<write_key>`: where tags.js is, for sites whose audiences
+    have an on-site tag (the snippet loads it only then, and only with consent)."""
+    from django.templatetags.static import static
+
+    if not Audience.objects.filter(site=site).exclude(tag_type="").exists():
+        return {}
+    # Relative to the host the snippet asked, which serves tags.js too.
+    return {"tags": request.build_absolute_uri(static("reengage/tags.js"))}

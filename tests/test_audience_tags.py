@@ -263,3 +263,25 @@ def test_a_gpc_visitors_page_never_fires_the_tag_nor_asks(
     assert fired == []
     assert shop.pixel_hits == [] and asked == []
     context.close()
+
+
+@pytest.mark.browser
+def test_the_pasted_loader_alone_fires_a_members_tag(chromium, live_server, shop, browser_site):
+    """No tags.js on the page: the site's settings name it and reengage.js loads it."""
+    from tracking.snippet import loader_html
+
+    site, audience = browser_site
+    person = make_person(site)
+    join(audience, person)
+    anonymous_id = person.visitors.get().anonymous_id
+    shop.pages["/loader"] = (
+        f"<!doctype html><title>shop</title>{loader_html(site, live_server.url)}"
+    )
+    context = chromium.new_context()
+    # The visitor's browser already carries their id from an earlier visit.
+    context.add_init_script(f"localStorage.setItem('rg_aid', '{anonymous_id}')")
+    page = context.new_page()
+    page.goto(f"{shop.url}/loader")
+    settle(page, shop, 1)
+    assert len(shop.pixel_hits) == 1
+    context.close()
