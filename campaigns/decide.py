@@ -69,11 +69,14 @@ SELECT e.id, e.site_id, e.campaign_id, e.profile_id, e.next_position, e.enrolled
        pol.email_cap_count, pol.email_cap_days, pol.over_cap_action,
        pol.quiet_hours_enabled, pol.quiet_hours_start, pol.quiet_hours_end,
        pol.quiet_hours_action,
-       p.email IS NOT NULL AND EXISTS (
+       h.email_hash IS NOT NULL AND EXISTS (
            SELECT 1 FROM campaigns_suppression sup
-           WHERE sup.site_id = e.site_id
-             AND sup.email_hash = encode(sha256(convert_to(lower(btrim(p.email)), 'UTF8')), 'hex')
+           WHERE sup.site_id = e.site_id AND sup.email_hash = h.email_hash
        ) AS suppressed,
+       h.email_hash IS NOT NULL AND EXISTS (
+           SELECT 1 FROM campaigns_campaignoptout opt
+           WHERE opt.campaign_id = e.campaign_id AND opt.email_hash = h.email_hash
+       ) AS opted_out,
        EXISTS (
            SELECT 1 FROM tracking_event ev
            WHERE ev.profile_id = e.profile_id
@@ -84,6 +87,12 @@ SELECT e.id, e.site_id, e.campaign_id, e.profile_id, e.next_position, e.enrolled
 FROM e
 JOIN campaigns_campaign c ON c.id = e.campaign_id
 JOIN tracking_profile p ON p.id = e.profile_id
+-- campaigns.models.email.email_hash(), for verified addresses (the only ones mailed)
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN p.email_verified AND p.email IS NOT NULL
+                THEN encode(sha256(convert_to(lower(btrim(p.email)), 'UTF8')), 'hex') END
+           AS email_hash
+) h
 JOIN tracking_site site ON site.id = e.site_id
 LEFT JOIN campaigns_sitepolicy pol ON pol.site_id = e.site_id
 LEFT JOIN campaigns_step st ON st.campaign_id = e.campaign_id AND st.position = e.next_position
@@ -188,7 +197,7 @@ def _facts(row: tuple) -> Facts:
      nx_position, nx_delay, nx_from,
      email, email_verified, consent_email, consent_ads, gpc, profile_tz, site_tz,
      cap_count, cap_days, over_cap, quiet_on, quiet_start, quiet_end, quiet_action,
-     suppressed, converted) = row  # fmt: skip
+     suppressed, opted_out, converted) = row  # fmt: skip
     policy = (
         Policy()
         if cap_count is None
@@ -223,6 +232,7 @@ def _facts(row: tuple) -> Facts:
         gpc=gpc,
         timezone=profile_tz if engine.valid_zone(profile_tz) else site_tz,
         suppressed=suppressed,
+        opted_out=opted_out,
         policy=policy,
     )
 

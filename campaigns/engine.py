@@ -11,7 +11,8 @@ The order of the checks is the product's rule book (docs/campaigns.md):
 2. the goal happened since the trigger        → exit, `converted`
 3. holdout                                    → control, `holdout`
 4. email, where the step's channel allows it and the person may be mailed:
-   verified address, email consent not withdrawn, not suppressed, under the
+   verified address, email consent not withdrawn, not suppressed, not opted
+   out of this campaign, under the
    site's and the campaign's frequency caps, outside quiet hours. A capped or
    quiet-hour email is rescheduled (or skipped, per the site's policy).
 5. otherwise retarget, where the channel allows it: the step has an audience,
@@ -109,6 +110,7 @@ class Facts:
     gpc: bool = False
     timezone: str = "UTC"  # the person's, else the site's
     suppressed: bool = False
+    opted_out: bool = False  # left this campaign's emails (preferences page)
     policy: Policy = field(default_factory=Policy)
     # Emails created for this person recently: (created_at, campaign_id), any order.
     recent_emails: list[tuple[datetime, int]] = field(default_factory=list)
@@ -234,6 +236,8 @@ def email_blocker(facts: Facts, now: datetime) -> tuple[str | None, datetime | N
         return "no_email_consent", None
     if facts.suppressed:
         return "suppressed", None
+    if facts.opted_out:
+        return "opted_out", None
     policy = facts.policy
     site_clear = cap_clears_at(
         [t for t, _ in facts.recent_emails], now, policy.email_cap_count, policy.email_cap_days

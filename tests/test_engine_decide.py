@@ -64,6 +64,7 @@ def test_the_next_step_is_due_after_the_trigger_or_after_this_decision():
         ({"email_verified": False}, "no_verified_email"),
         ({"consent": {"email": False}}, "no_email_consent"),
         ({"suppressed": True}, "suppressed"),
+        ({"opted_out": True}, "opted_out"),
         ({"template_id": None}, "no_template"),
     ],
 )

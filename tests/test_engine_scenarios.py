@@ -7,7 +7,7 @@ from django.db import connection
 
 from campaigns.decide import tick
 from campaigns.models import AudienceMember, Decision, Enrollment, Message, SitePolicy, Step
-from campaigns.models.email import Suppression, email_hash
+from campaigns.models.email import CampaignOptOut, Suppression, email_hash
 from tests.engine_support import (
     T0,
     envelope,
@@ -156,19 +156,27 @@ def test_global_privacy_control_keeps_a_person_out_of_audiences(site):
     assert not AudienceMember.objects.exists()
 
 
-def test_withdrawn_email_consent_and_suppression_stop_the_email(site):
-    make_campaign(site)
+def test_withdrawn_email_consent_suppression_and_opting_out_stop_the_email(site):
+    campaign = make_campaign(site)
     identify(site, anonymous_id="a", email="no@example.com", consent={"email": False}, at=T0)
     identify(site, anonymous_id="b", email="Gone@Example.com ", at=T0)
     Suppression.objects.create(
         site=site, email_hash=email_hash("gone@example.com"), reason="bounced"
     )
-    track(site, "Product Added", anonymous_id="a")
-    track(site, "Product Added", anonymous_id="b")
+    identify(site, anonymous_id="c", email="left@example.com", at=T0)
+    CampaignOptOut.objects.create(
+        site=site, campaign=campaign, email_hash=email_hash("left@example.com")
+    )
+    for anonymous_id in "abc":
+        track(site, "Product Added", anonymous_id=anonymous_id)
 
     result = tick(now=T0 + minutes(60))
 
-    assert result.counts == {("retarget", "no_email_consent"): 1, ("retarget", "suppressed"): 1}
+    assert result.counts == {
+        ("retarget", "no_email_consent"): 1,
+        ("retarget", "suppressed"): 1,
+        ("retarget", "opted_out"): 1,
+    }
     assert not Message.objects.exists()
 
 

@@ -194,6 +194,7 @@ class Decision(models.Model):
         "no_verified_email": "No verified email address",
         "no_email_consent": "Withdrew consent to marketing email",
         "suppressed": "Address is on the suppression list",
+        "opted_out": "Left this campaign's emails (preferences page)",
         "frequency_cap": "Email frequency cap reached",
         "quiet_hours": "Quiet hours in the visitor's time zone",
         "no_template": "The step has no email template",
