@@ -7,7 +7,9 @@ transaction:
    active (or ended, to exit them) with `SELECT … FOR UPDATE SKIP LOCKED`, and
    load their facts in the same statement; paused and draft campaigns' rows are
    never claimed (held until the campaign is active again);
-2. load the recent emails of those people (frequency caps) in one query;
+2. lock the people who may get an email (`EmailCapLock`, in id order), then load
+   their recent emails (frequency caps): a concurrent batch with an email for
+   the same person commits first, and its email is counted;
 3. decide in pure Python (`campaigns.engine.decide_batch`);
 4. write, one statement each: the Decision rows, the Message rows (the outbox
    the email sender claims), audience memberships (`membership.add_members`),
@@ -39,7 +41,7 @@ from campaigns.membership import add_members, remove_members
 
 log = logging.getLogger(__name__)
 
-QUERIES_PER_BATCH = 7
+QUERIES_PER_BATCH = 8
 
 CLAIM = """
 SELECT {columns} FROM campaigns_enrollment e
@@ -101,6 +103,14 @@ LEFT JOIN LATERAL (
     WHERE s2.campaign_id = e.campaign_id AND s2.position > e.next_position
     ORDER BY s2.position LIMIT 1
 ) nx ON true
+"""
+
+# Take turns with any other batch deciding an email for the same people (see
+# EmailCapLock): an upsert locks each person's row, in id order.
+LOCK_PEOPLE = """
+INSERT INTO campaigns_emailcaplock (profile_id)
+SELECT p FROM unnest(%(profiles)s::bigint[]) AS p ORDER BY p
+ON CONFLICT (profile_id) DO UPDATE SET profile_id = EXCLUDED.profile_id
 """
 
 # Emails that count against caps: queued or sent, not failed or refused at send
@@ -339,9 +349,14 @@ def run_batch(
         batch = [_facts(row) for row in cursor.fetchall()]
         if not batch:
             return result
-        if after_claim is not None:
-            after_claim(len(batch))  # tests: die here holding the claim
+        people = sorted({f.profile_id for f in batch if engine.may_email(f, now)})
+        if people:
+            # Before counting their emails: a concurrent batch's emails to them are
+            # committed (and counted) by the time this returns.
+            cursor.execute(LOCK_PEOPLE, {"profiles": pg_array(people)})
         _load_recent_emails(cursor, batch, now)
+        if after_claim is not None:
+            after_claim(len(batch))  # tests: die or wait here, claim and facts in hand
         outcomes = engine.decide_batch(batch, now)
         _write(cursor, batch, outcomes, now)
     result.batches = 1

@@ -223,21 +223,40 @@ def _reschedule(facts: Facts, reason: str, when: datetime) -> Outcome:
     )
 
 
+def lasting_email_blocker(facts: Facts) -> str | None:
+    """Why this step may not email this person whatever the time (None: it may)."""
+    if facts.channel == RETARGET_ONLY:
+        return "retarget_only"
+    if facts.template_id is None:
+        return "no_template"
+    if not facts.email or not facts.email_verified:
+        return "no_verified_email"
+    if facts.consent.get("email") is False:
+        return "no_email_consent"
+    if facts.suppressed:
+        return "suppressed"
+    if facts.opted_out:
+        return "opted_out"
+    return None
+
+
+def may_email(facts: Facts, now: datetime) -> bool:
+    """Whether the decision could be an email, before caps and quiet hours: the people
+    whose recent emails must be counted under a lock (campaigns.decide)."""
+    ended = facts.campaign_status == "ended" or (
+        facts.campaign_ends_at is not None and facts.campaign_ends_at <= now
+    )
+    return not (ended or facts.converted or facts.step_id is None or facts.is_holdout) and (
+        lasting_email_blocker(facts) is None
+    )
+
+
 def email_blocker(facts: Facts, now: datetime) -> tuple[str | None, datetime | None]:
     """Why this person may not be emailed now (None: they may), and when to retry if it's
     a matter of time (frequency cap, quiet hours)."""
-    if facts.channel == RETARGET_ONLY:
-        return "retarget_only", None
-    if facts.template_id is None:
-        return "no_template", None
-    if not facts.email or not facts.email_verified:
-        return "no_verified_email", None
-    if facts.consent.get("email") is False:
-        return "no_email_consent", None
-    if facts.suppressed:
-        return "suppressed", None
-    if facts.opted_out:
-        return "opted_out", None
+    lasting = lasting_email_blocker(facts)
+    if lasting is not None:
+        return lasting, None
     policy = facts.policy
     site_clear = cap_clears_at(
         [t for t, _ in facts.recent_emails], now, policy.email_cap_count, policy.email_cap_days

@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import Count
 
 from campaigns.management.commands.engine import PAUSE_ENV
-from campaigns.models import Decision, Enrollment, Message
+from campaigns.models import Decision, Enrollment, Message, SitePolicy
 from tests.conftest import ROOT, child_env
 from tests.engine_support import T0, envelope, make_campaign, minutes
 from tests.factories import make_site
@@ -138,3 +138,34 @@ def test_a_tick_killed_mid_batch_leaves_its_rows_to_the_next_one_and_none_twice(
     assert after.returncode == 0, out
     assert decided_count(out) == 50
     assert_each_step_decided_once()
+
+
+def test_two_workers_emailing_the_same_person_at_once_respect_the_cap():
+    site = make_site()
+    SitePolicy.objects.create(site=site, email_cap_count=1, email_cap_days=1)
+    make_campaign(site, name="viewed", trigger_event="Product Viewed", priority=1)
+    make_campaign(site, name="added", trigger_event="Product Added", priority=2)
+    email = "ann@example.com"
+    store_events(
+        [
+            envelope(site, type="identify", anonymous_id="ann", at=T0 - minutes(1),
+                     traits={"email": email}, email=email, email_verified=True),
+            envelope(site, "Product Viewed", anonymous_id="ann"),
+            envelope(site, "Product Added", anonymous_id="ann"),
+        ],
+        now=T0,
+    )  # fmt: skip
+
+    # The first worker claims one of the two enrollments and, holding it, waits.
+    first = engine_tick(batch=1, pause=3)
+    assert wait_for_line(first, "claimed").strip() == "claimed 1"
+    # The second claims the other one (the first's is locked) at the same time.
+    second = engine_tick(batch=1)
+    outputs = [first.communicate(timeout=60)[0], second.communicate(timeout=60)[0]]
+
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    assert Message.objects.count() == 1
+    assert sorted(Decision.objects.values_list("outcome", "reason")) == [
+        ("email", "emailed"),
+        ("rescheduled", "frequency_cap"),
+    ]

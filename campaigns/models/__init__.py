@@ -8,7 +8,14 @@ from campaigns.models.audiences import (
     Delivery,
     Destination,
 )
-from campaigns.models.core import Campaign, Decision, Enrollment, SitePolicy, Step
+from campaigns.models.core import (
+    Campaign,
+    Decision,
+    EmailCapLock,
+    Enrollment,
+    SitePolicy,
+    Step,
+)
 from campaigns.models.email import (
     Attribution,
     CampaignOptOut,
@@ -33,6 +40,7 @@ __all__ = [
     "Delivery",
     "Destination",
     "DevMail",
+    "EmailCapLock",
     "EmailEvent",
     "EmailSettings",
     "EmailTemplate",

@@ -243,3 +243,18 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} ({self.reason})"
+
+
+class EmailCapLock(models.Model):
+    """One row per person the engine considered emailing.
+
+    A batch locks the rows of the people it may email (in id order, so batches
+    never wait on each other in a circle) before it counts their recent emails:
+    two workers deciding for the same person at once take turns, and the second
+    sees the first one's email, so the frequency caps hold across workers.
+    """
+
+    profile_id = models.BigIntegerField(primary_key=True)
+
+    def __str__(self) -> str:
+        return f"email cap lock of profile {self.profile_id}"
