@@ -147,6 +147,12 @@ def check_text(value: str, field: str) -> None:
         raise IngestError(400, "contains invalid Unicode (an unpaired surrogate)", field) from None
 
 
+def is_storable(value: str) -> bool:
+    """Whether PostgreSQL can take the string at all (see `check_text`): a key or id
+    from a URL or header that is not can match no row, and must not reach a query."""
+    return "\x00" not in value and not any("\ud800" <= c <= "\udfff" for c in value)
+
+
 def check_json_value(value: Any, field: str, depth: int = 0) -> None:
     """Enforce the documented bounds on free-form objects."""
     if depth > MAX_DEPTH:

@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from tracking import buffer
-from tracking.ingest import MAX_BODY_BYTES, IngestError, SiteKey, parse_batch
+from tracking.ingest import MAX_BODY_BYTES, IngestError, SiteKey, is_storable, parse_batch
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _load_key(key: str) -> SiteKey | None:
 
     from tracking.models import Site
 
-    if not key or len(key) > 200:
+    if not key or len(key) > 200 or not is_storable(key):
         return None
     site = (
         Site.objects.filter(Q(write_key=key) | Q(secret_key=key) | Q(previous_secret_key=key))
@@ -312,7 +312,11 @@ def site_settings(request: HttpRequest, write_key: str) -> JsonResponse:
     """What the snippet needs to know before it may send anything."""
     from tracking.models import Site
 
-    site = Site.objects.filter(write_key=write_key).only("consent_mode", "cookie_days").first()
+    site = (
+        Site.objects.filter(write_key=write_key).only("consent_mode", "cookie_days").first()
+        if is_storable(write_key)
+        else None
+    )
     if site is None:
         response = JsonResponse({"error": "unknown write key", "field": "writeKey"}, status=404)
     else:
