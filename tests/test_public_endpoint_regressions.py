@@ -56,3 +56,14 @@ def test_a_secret_key_with_a_nul_character_is_refused_by_the_profile_api(client,
     response = client.get("/api/v1/profiles/anon-1", HTTP_AUTHORIZATION=basic("sk_\x00"))
     assert response.status_code == 401
     assert response.json()["field"] == "Authorization"
+
+
+@pytest.mark.parametrize("type_", [[], {}, ["track"]])
+def test_a_type_that_is_a_list_or_object_is_a_400_naming_the_field(client, site, type_):
+    body = {"batch": [{"type": type_, "anonymousId": "a"}]}
+    response = client.post(
+        "/v1/batch", json.dumps(body), content_type="application/json",
+        HTTP_AUTHORIZATION=basic(site.write_key),
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["field"] == "batch[0].type"

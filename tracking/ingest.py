@@ -255,7 +255,7 @@ def normalize_event(
         raise IngestError(413, f"is larger than {MAX_EVENT_BYTES} bytes", path)
     # /v1/track and friends fix the type; in a batch each call names its own.
     event_type = default_type or raw.get("type")
-    if event_type not in TYPES:
+    if not isinstance(event_type, str) or event_type not in TYPES:
         raise IngestError(400, f"must be one of {', '.join(sorted(TYPES))}", f"{path}.type")
     message_id = _id(raw, "messageId", path) or str(uuid.uuid4())
     anonymous_id = _id(raw, "anonymousId", path)
