@@ -172,6 +172,13 @@ def _read_body(request: HttpRequest) -> bytes:
             415, f"Content-Type must be application/json (got {content_type or 'none'})",
             "Content-Type",
         )  # fmt: skip
+    if not request.META.get("CONTENT_LENGTH"):
+        # A chunked body: Django's WSGI request would read it as empty, and reading
+        # it whole could take any amount of memory. Every SDK sends a length.
+        raise IngestError(
+            411, "send a Content-Length header (chunked bodies are not accepted)",
+            "Content-Length",
+        )  # fmt: skip
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
