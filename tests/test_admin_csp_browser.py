@@ -77,6 +77,7 @@ def test_admin_pages_and_widgets_report_no_csp_violation(page, live_server, djan
         f"/admin/auth/user/{admin.id}/change/",  # date/time shortcuts
         f"/admin/auth/group/{marketers.id}/change/",  # the two-list permission picker
         "/admin/otp_totp/totpdevice/add/",
+        "/admin/two-factor/",
     ]
     for path in pages:
         response = page.goto(f"{live_server.url}{path}")
@@ -91,6 +92,11 @@ def test_admin_pages_and_widgets_report_no_csp_violation(page, live_server, djan
     # The date shortcuts ("Today", calendar) were added next to the date fields.
     page.goto(f"{live_server.url}/admin/auth/user/{admin.id}/change/")
     assert page.locator(".datetimeshortcuts").count() >= 1
+    # Enrolment shows its QR code (inline SVG) under the policy.
+    page.goto(f"{live_server.url}/admin/two-factor/")
+    page.click("input[value='Set up an authenticator']")
+    page.wait_for_load_state("load")
+    assert page.locator(".two-factor-qr svg").count() == 1
     assert violations(page) == []
 
 

@@ -148,7 +148,10 @@ def test_enroll_totp_refuses_non_staff_and_unknown_users(django_user_model):
 
 
 def test_enroll_totp_confirm_without_an_enrolment_says_what_to_run(staff):
-    with pytest.raises(CommandError, match=r"run `manage\.py enroll_totp alice` first"):
+    with pytest.raises(
+        CommandError,
+        match=r"no enrolment waiting: start one first \(`manage\.py enroll_totp alice`\)",
+    ):
         call_command("enroll_totp", "alice", "--confirm", "123456")
 
 
@@ -163,3 +166,72 @@ def test_confirming_a_new_authenticator_replaces_the_old_one(client, staff):
     assert not TOTPDevice.objects.filter(id=old.id).exists()
     # The confirming code is spent; the next one (within the device's tolerance) works.
     assert login(client, code=code_for(new, steps_ahead=1)).status_code == 302
+
+
+# --- the admin's "Two-factor" page: staff enrol themselves ---------------------------
+
+
+def test_staff_enrol_themselves_on_the_two_factor_page(client, staff):
+    assert login(client).status_code == 302
+    page = client.get("/admin/two-factor/")
+    assert "Two-factor is <strong>off</strong>" in page.text
+    assert client.post("/admin/two-factor/", {"action": "start"}).status_code == 302
+
+    page = client.get("/admin/two-factor/")
+    device = TOTPDevice.objects.get(user=staff, confirmed=False)
+    assert "<svg" in page.text
+    secret = page.text.split("Type this key into the app: <code>")[1].split("</code>")[0]
+    import base64
+
+    typed = secret.replace(" ", "")
+    assert base64.b32decode(typed + "=" * (-len(typed) % 8)) == device.bin_key
+
+    response = client.post("/admin/two-factor/", {"code": code_for(device)})
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
+    device.refresh_from_db()
+    assert device.confirmed
+    # The session that proved the device stays in; a new login needs a code.
+    assert client.get("/admin/").status_code == 200
+    client.logout()
+    assert login(client).status_code == 200
+    assert login(client, code=code_for(device, steps_ahead=1)).status_code == 302
+
+
+def test_a_wrong_code_on_the_two_factor_page_leaves_two_factor_off(client, staff):
+    client.force_login(staff)
+    client.post("/admin/two-factor/", {"action": "start"})
+    device = TOTPDevice.objects.get(user=staff)
+    response = client.post("/admin/two-factor/", {"code": code_for(device, steps_ahead=100)})
+    assert response.status_code == 200
+    assert "that code does not match" in response.text
+    device.refresh_from_db()
+    assert not device.confirmed
+
+
+def test_a_new_authenticator_replaces_the_old_one_only_once_confirmed(client, staff):
+    old = enrolled(staff)
+    assert login(client, code=code_for(old)).status_code == 302
+    page = client.get("/admin/two-factor/").text
+    assert "Two-factor is <strong>on</strong>" in page
+    client.post("/admin/two-factor/", {"action": "start"})
+    assert TOTPDevice.objects.filter(id=old.id, confirmed=True).exists()
+    new = TOTPDevice.objects.get(user=staff, confirmed=False)
+    client.post("/admin/two-factor/", {"code": code_for(new)})
+    assert list(TOTPDevice.objects.filter(user=staff).values_list("id", flat=True)) == [new.id]
+
+
+def test_the_two_factor_page_needs_an_admin_session(client, staff, settings):
+    assert client.get("/admin/two-factor/").status_code == 302
+    # With 2FA required, a password-only session cannot enrol a device of its own.
+    settings.ADMIN_REQUIRE_2FA = True
+    client.force_login(staff)
+    response = client.post("/admin/two-factor/", {"action": "start"})
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+    assert not TOTPDevice.objects.filter(user=staff).exists()
+
+
+def test_the_admin_links_to_the_two_factor_page(client, staff):
+    client.force_login(staff)
+    assert 'href="/admin/two-factor/"' in client.get("/admin/").text

@@ -89,6 +89,7 @@ def test_security_headers_are_set(client):
         "/admin/otp_totp/totpdevice/",
         "/admin/otp_totp/totpdevice/add/",
         "/admin/axes/accessattempt/",
+        "/admin/two-factor/",
     ],
 )
 def test_admin_pages_render_under_the_policy_without_inline_scripts(admin_client, path):

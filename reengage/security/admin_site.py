@@ -62,6 +62,14 @@ class AdminSite(admin.AdminSite):
     login_form = LoginForm
     login_template = "admin/reengage_login.html"
 
+    def get_urls(self):
+        from django.urls import path
+
+        from reengage.security.views import two_factor_page
+
+        page = self.admin_view(lambda request: two_factor_page(request, self))
+        return [path("two-factor/", page, name="two-factor"), *super().get_urls()]
+
     def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):
             return False

@@ -3,21 +3,17 @@
     manage.py enroll_totp alice             # prints a QR code and the otpauth:// URI
     manage.py enroll_totp alice --confirm 123456
 
-The device counts only once confirmed with a code from the app, so a half-done
-enrolment never locks anyone out; confirming replaces the user's previous
-authenticator (one per user: the login form asks for a code, not a device). Devices are listed, and removed, in the admin
-under "TOTP devices".
+Staff can also enrol themselves on the admin's "Two-factor" page; with
+ADMIN_REQUIRE_2FA on, staff without a device cannot reach the admin, so this
+command is how they start. See reengage/security/two_factor.py.
 """
 
 from __future__ import annotations
 
-import io
-
-import qrcode
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
-from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from reengage.security import two_factor
 
 
 class Command(BaseCommand):
@@ -39,43 +35,15 @@ class Command(BaseCommand):
         if not user.is_staff:
             raise CommandError(f"{username} is not staff: two-factor applies to the admin only")
         if confirm is None:
-            self.start(user, name)
-        else:
-            self.confirm(user, confirm.strip())
-
-    def start(self, user, name: str) -> None:
-        with transaction.atomic():
-            # A new enrolment replaces one left unconfirmed.
-            TOTPDevice.objects.filter(user=user, confirmed=False).delete()
-            device = TOTPDevice.objects.create(user=user, name=name, confirmed=False)
-        qr = qrcode.QRCode(border=2)
-        qr.add_data(device.config_url)
-        picture = io.StringIO()
-        qr.print_ascii(out=picture, invert=True)
-        self.stdout.write(picture.getvalue())
-        self.stdout.write(
-            f"Scan this with an authenticator app, or enter the URI:\n{device.config_url}\n"
-        )
-        self.stdout.write(
-            f"Then confirm with: manage.py enroll_totp {user.get_username()} --confirm CODE"
-        )
-
-    def confirm(self, user, code: str) -> None:
-        device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
-        if device is None:
-            raise CommandError(
-                f"{user.get_username()} has no enrolment waiting: run "
-                f"`manage.py enroll_totp {user.get_username()}` first"
+            device = two_factor.start_enrolment(user, name)
+            self.stdout.write(two_factor.qr_text(device))
+            self.stdout.write(
+                f"Scan this with an authenticator app, or enter the URI:\n{device.config_url}\n"
             )
-        if not device.verify_token(code):
-            raise CommandError(
-                "that code does not match: check the phone's clock and enter the current code"
-            )
-        with transaction.atomic():
-            # One authenticator per user: a new phone replaces the old one.
-            TOTPDevice.objects.filter(user=user, confirmed=True).delete()
-            device.confirmed = True
-            device.save(update_fields=["confirmed"])
-        self.stdout.write(
-            f"{user.get_username()}: two-factor is on; the admin login now asks for a code."
-        )
+            self.stdout.write(f"Then confirm with: manage.py enroll_totp {username} --confirm CODE")
+            return
+        try:
+            two_factor.confirm_enrolment(user, confirm)
+        except two_factor.EnrolmentError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"{username}: two-factor is on; the admin login now asks for a code.")
