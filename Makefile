@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint format check-deploy clean-data embedded-status embedded-stop
+.PHONY: install run test lint format snippet check-deploy clean-data embedded-status embedded-stop
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Rebuild static/reengage/reengage.js after editing reengage.src.js.
+snippet: $(STAMP)
+	$(PY) -m tracking.snippet_build
 
 embedded-status: $(STAMP)
 	$(PY) -m reengage.embedded status

@@ -95,3 +95,12 @@ def _empty_events_at_start(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute("TRUNCATE tracking_event")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so fixtures can tell a failure
+    (the browser tests save screenshots and console logs of failed tests)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report

@@ -102,6 +102,7 @@ class SiteKey:
     retention_days: int
     secret_keys: tuple[str, ...]
     events_per_minute: int
+    consent_mode: str = "none"
 
     def allows_origin(self, host: str) -> bool:
         host = host.lower()

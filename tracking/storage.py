@@ -33,6 +33,8 @@ from tracking.signals import events_stored, profiles_merged
 log = logging.getLogger(__name__)
 
 WRITE_LOCK = 7_346_001  # pg_advisory_xact_lock key for event writers
+# Visitors' and profiles' last_seen_at are kept to this precision (fewer row writes).
+LAST_SEEN_GRANULARITY = "5 minutes"
 
 STAGE_COLUMNS = (
     "seq", "site_id", "message_id", "type", "name", "anonymous_id", "user_id", "previous_id",
@@ -41,14 +43,14 @@ STAGE_COLUMNS = (
 )  # fmt: skip
 
 CREATE_STAGE = """
-DROP TABLE IF EXISTS _stage, _fresh, _stored, _new_visitors;
+DROP TABLE IF EXISTS _stage, _fresh, _stored, _new_visitors, _profile_of;
 CREATE TEMP TABLE _stage (
     seq int PRIMARY KEY, site_id bigint NOT NULL, message_id text NOT NULL,
     type text NOT NULL, name text NOT NULL, anonymous_id text NOT NULL,
     user_id text NOT NULL, previous_id text NOT NULL, ts timestamptz NOT NULL,
     received_at timestamptz NOT NULL, properties jsonb NOT NULL, traits jsonb NOT NULL,
     context jsonb NOT NULL, email text NOT NULL, email_verified boolean NOT NULL,
-    consent jsonb, gpc boolean NOT NULL, timezone text NOT NULL, profile_id bigint
+    consent jsonb, gpc boolean NOT NULL, timezone text NOT NULL
 ) ON COMMIT DROP;
 CREATE TEMP TABLE _fresh (seq int PRIMARY KEY) ON COMMIT DROP;
 CREATE TEMP TABLE _stored (
@@ -111,22 +113,28 @@ WHERE user_id <> '' AND NOT EXISTS (
 GROUP BY site_id, user_id
 """
 
+# Each staged row's profile: the userId's, else the anonymous id's visitor's. A narrow
+# table joined where needed is cheaper than updating the wide staging rows.
 RESOLVE = """
-UPDATE _stage s SET profile_id = p.id FROM tracking_profile p
-WHERE s.user_id <> '' AND p.site_id = s.site_id AND p.user_id = s.user_id;
-UPDATE _stage s SET profile_id = v.profile_id FROM tracking_visitor v
-WHERE s.profile_id IS NULL AND s.anonymous_id <> ''
-  AND v.site_id = s.site_id AND v.anonymous_id = s.anonymous_id;
+CREATE TEMP TABLE _profile_of ON COMMIT DROP AS
+SELECT s.seq, COALESCE(p.id, v.profile_id) AS profile_id
+FROM _stage s
+LEFT JOIN tracking_profile p ON s.user_id <> '' AND p.site_id = s.site_id AND p.user_id = s.user_id
+LEFT JOIN tracking_visitor v ON s.anonymous_id <> '' AND v.site_id = s.site_id
+                            AND v.anonymous_id = s.anonymous_id;
+ALTER TABLE _profile_of ADD PRIMARY KEY (seq);
 """
 
-INSERT_EVENTS = """
+STAGED = "(_stage JOIN _profile_of USING (seq))"
+
+INSERT_EVENTS = f"""
 WITH inserted AS (
     INSERT INTO tracking_event (site_id, profile_id, message_id, type, name, anonymous_id,
                                 user_id, timestamp, received_at, properties, context)
     SELECT site_id, profile_id, message_id, type, name, anonymous_id, user_id, ts, received_at,
            CASE WHEN type = 'identify' THEN traits ELSE properties END,
            context
-    FROM _stage ORDER BY seq
+    FROM {STAGED} ORDER BY seq
     RETURNING id, site_id, profile_id, type, name, anonymous_id, user_id, timestamp, properties
 )
 INSERT INTO _stored SELECT * FROM inserted
@@ -137,7 +145,7 @@ UPDATE tracking_visitor v SET last_seen_at = GREATEST(v.last_seen_at, a.last_ts)
 FROM (SELECT site_id, anonymous_id, max(ts) AS last_ts FROM _stage
       WHERE anonymous_id <> '' GROUP BY site_id, anonymous_id) a
 WHERE v.site_id = a.site_id AND v.anonymous_id = a.anonymous_id
-  AND v.last_seen_at < a.last_ts
+  AND v.last_seen_at < a.last_ts - %(granularity)s::interval
 """
 
 UPDATE_PROFILES = """
@@ -146,17 +154,17 @@ WITH seen AS (
            (array_agg(gpc ORDER BY ts DESC, seq DESC))[1] AS gpc,
            (array_agg(timezone ORDER BY ts DESC, seq DESC)
                 FILTER (WHERE timezone <> ''))[1] AS timezone
-    FROM _stage WHERE profile_id IS NOT NULL GROUP BY profile_id
+    FROM {staged} WHERE profile_id IS NOT NULL GROUP BY profile_id
 ), traits AS (
     SELECT s.profile_id, jsonb_object_agg(t.key, t.value ORDER BY s.ts, s.seq) AS traits
-    FROM _stage s, jsonb_each(s.traits) t
+    FROM {staged} s, jsonb_each(s.traits) t
     WHERE s.type = 'identify' AND s.profile_id IS NOT NULL GROUP BY s.profile_id
 ), consent AS (
     SELECT s.profile_id, jsonb_object_agg(c.key, c.value ORDER BY s.ts, s.seq) AS consent
-    FROM _stage s, jsonb_each(s.consent) c
+    FROM {staged} s, jsonb_each(s.consent) c
     WHERE s.consent IS NOT NULL AND s.profile_id IS NOT NULL GROUP BY s.profile_id
 ), email AS (
-    SELECT DISTINCT ON (profile_id) profile_id, email, email_verified FROM _stage
+    SELECT DISTINCT ON (profile_id) profile_id, email, email_verified FROM {staged}
     WHERE email <> '' AND profile_id IS NOT NULL
     ORDER BY profile_id, email_verified DESC, ts DESC, seq DESC
 )
@@ -177,8 +185,16 @@ FROM seen
 LEFT JOIN traits USING (profile_id)
 LEFT JOIN consent USING (profile_id)
 LEFT JOIN email USING (profile_id)
-WHERE p.id = seen.profile_id
-"""
+WHERE p.id = seen.profile_id AND (
+    -- Write only what changed: last-seen times move in LAST_SEEN_GRANULARITY steps,
+    -- so an active visitor's profile is not rewritten by every batch.
+    p.last_seen_at < seen.last_ts - %(granularity)s::interval
+    OR p.first_seen_at > seen.first_ts
+    OR traits.traits IS NOT NULL OR consent.consent IS NOT NULL OR email.email IS NOT NULL
+    OR p.gpc IS DISTINCT FROM seen.gpc
+    OR (seen.timezone IS NOT NULL AND seen.timezone <> p.timezone)
+)
+""".replace("{staged}", STAGED)
 
 UPDATE_SITES = """
 UPDATE tracking_site t SET last_event_at = a.last
@@ -230,6 +246,8 @@ def store_events(events: list[dict], *, now: datetime) -> StoreResult:
                 "WITH (FORMAT csv, FORCE_NULL (consent))",
                 _csv_rows(events),
             )
+        # Temporary tables have no statistics until analysed; the joins below need them.
+        cursor.execute("ANALYZE _stage")
         cursor.execute(DEDUPE)
         cursor.execute("SELECT count(*) FROM _stage")
         (stored,) = cursor.fetchone()
@@ -251,13 +269,14 @@ def store_events(events: list[dict], *, now: datetime) -> StoreResult:
             cursor.execute(NEW_USER_PROFILES)
             cursor.execute(RESOLVE)
             cursor.execute(INSERT_EVENTS)
-            cursor.execute(UPDATE_VISITORS)
-            cursor.execute(UPDATE_PROFILES)
+            granularity = {"granularity": LAST_SEEN_GRANULARITY}
+            cursor.execute(UPDATE_VISITORS, granularity)
+            cursor.execute(UPDATE_PROFILES, granularity)
             cursor.execute(UPDATE_SITES)
             events_stored.send(sender=store_events, table="_stored", count=stored, now=now)
         # ON COMMIT DROP is not enough inside an outer transaction (tests, callers
         # that batch several stores): drop explicitly.
-        cursor.execute("DROP TABLE _stage, _fresh, _stored")
+        cursor.execute("DROP TABLE IF EXISTS _stage, _fresh, _stored, _profile_of")
     return StoreResult(received=len(events), stored=stored, identity_changes=changes)
 
 

@@ -34,6 +34,8 @@ CORS_HEADERS = {
     "Access-Control-Allow-Methods": "POST, OPTIONS",
     "Access-Control-Allow-Headers": "Content-Type, Authorization, Content-Encoding",
     "Access-Control-Max-Age": "86400",
+    # Let the snippet read how long to wait after a 429 or 503.
+    "Access-Control-Expose-Headers": "Retry-After",
 }
 
 # --- the site behind a key (per-process cache; keys change rarely) -------------
@@ -85,6 +87,7 @@ def _key_from_redis(key: str) -> SiteKey | None:
     if raw is None:
         raise buffer.StorageUnavailable("PostgreSQL is down and this key is not cached")
     data = json.loads(raw)
+    data.setdefault("consent_mode", "none")  # copies written by older releases
     data["domains"] = tuple(data["domains"])
     data["secret_keys"] = tuple(data["secret_keys"])
     return SiteKey(**data)
@@ -113,7 +116,7 @@ def _load_key(key: str) -> SiteKey | None:
         .only(
             "id", "write_key", "secret_key", "previous_secret_key",
             "previous_secret_key_expires_at", "domains", "anonymize_ip", "retention_days",
-            "events_per_minute",
+            "events_per_minute", "consent_mode",
         )
         .first()
     )  # fmt: skip
@@ -130,6 +133,7 @@ def _load_key(key: str) -> SiteKey | None:
         retention_days=site.retention_days,
         secret_keys=secrets,
         events_per_minute=site.events_per_minute,
+        consent_mode=site.consent_mode,
     )
 
 
@@ -231,6 +235,26 @@ def _error(exc: IngestError, origin: str = "") -> JsonResponse:
 # --- the endpoints ---------------------------------------------------------------
 
 
+def record(
+    payload, *, key: SiteKey, ip: str, single_type: str | None, body_size: int | None = None
+) -> list[dict]:
+    """Validate calls, drop (and count) bots, buffer the rest: what every ingest door does.
+
+    Raises IngestError, buffer.RateLimited or buffer.StorageUnavailable.
+    """
+    received_at = datetime.now(UTC)
+    events, bots = parse_batch(
+        payload, key=key, received_at=received_at, client_ip=ip, single_type=single_type,
+        body_size=body_size,
+    )  # fmt: skip
+    if bots:
+        buffer.count_dropped(key.site_id, "bot", bots, received_at.date().isoformat())
+    buffer.accept(
+        events, site_id=key.site_id, site_limit=key.events_per_minute, client_key=ip or "-"
+    )
+    return events
+
+
 def _ingest(request: HttpRequest, single_type: str | None) -> HttpResponse:
     origin = request.META.get("HTTP_ORIGIN", "")
     if request.method == "OPTIONS":
@@ -263,17 +287,8 @@ def _ingest(request: HttpRequest, single_type: str | None) -> HttpResponse:
                     403, f"origin {origin} is not in this site's allowed domains", "Origin"
                 )
             cors_origin = origin
-        received_at = datetime.now(UTC)
-        ip = client_ip(request)
-        events, bots = parse_batch(
-            payload, key=key, received_at=received_at, client_ip=ip, single_type=single_type,
-            body_size=len(body),
-        )  # fmt: skip
-        if bots:
-            buffer.count_dropped(key.site_id, "bot", bots, received_at.date().isoformat())
-        buffer.accept(
-            events, site_id=key.site_id, site_limit=key.events_per_minute, client_key=ip or "-"
-        )
+        record(payload, key=key, ip=client_ip(request), single_type=single_type,
+               body_size=len(body))  # fmt: skip
     except IngestError as exc:
         return _error(exc, origin)
     except buffer.RateLimited as exc:
