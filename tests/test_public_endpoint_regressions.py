@@ -67,3 +67,29 @@ def test_a_type_that_is_a_list_or_object_is_a_400_naming_the_field(client, site,
     )  # fmt: skip
     assert response.status_code == 400
     assert response.json()["field"] == "batch[0].type"
+
+
+@pytest.mark.parametrize("origin", ["http://[", "https://[::1", "https://[v1.x]/"])
+def test_an_origin_urllib_cannot_parse_is_a_403_naming_origin(client, site, origin):
+    body = {"batch": [{"type": "track", "event": "Product Viewed", "anonymousId": "a"}]}
+    response = client.post(
+        "/v1/batch", json.dumps(body), content_type="application/json",
+        HTTP_AUTHORIZATION=basic(site.write_key), HTTP_ORIGIN=origin,
+    )  # fmt: skip
+    assert response.status_code == 403
+    assert response.json()["field"] == "Origin"
+
+
+@pytest.mark.parametrize(
+    ("params", "referer"),
+    [({}, "http://["), ({"url": "http://[::1"}, ""), ({"url": "http://["}, "https://shop.test/")],
+)
+def test_the_pixel_refuses_an_unparsable_referer_or_url_without_an_error(
+    client, site, params, referer, caplog
+):
+    headers = {"HTTP_REFERER": referer} if referer else {}
+    response = client.get("/v1/p.gif", {"k": site.write_key, **params}, **headers)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/gif"
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+    assert "pixel: site" in caplog.text and "unparsable" in caplog.text

@@ -155,6 +155,15 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
+def url_host(url: str) -> str | None:
+    """The host named in a URL (an Origin, a Referer): "" if none, None if the URL
+    cannot be parsed at all (urllib raises on e.g. "http://[")."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return None
+
+
 def _basic_username(request: HttpRequest) -> str:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.partition(" ")
@@ -281,8 +290,8 @@ def _ingest(request: HttpRequest, single_type: str | None) -> HttpResponse:
             raise IngestError(401, "unknown write key", "writeKey")
         cors_origin = ""
         if origin and not key.trusted:
-            host = urlsplit(origin).hostname or ""
-            if not key.allows_origin(host):
+            host = url_host(origin)
+            if host is None or not key.allows_origin(host):
                 raise IngestError(
                     403, f"origin {origin} is not in this site's allowed domains", "Origin"
                 )
