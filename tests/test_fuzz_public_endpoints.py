@@ -118,6 +118,11 @@ encodings = st.sampled_from(["", "identity", "gzip", "GZIP", "br", "deflate"]) |
     max_size=10
 ).filter(lambda t: "\n" not in t and "\r" not in t)
 header_text = st.text(max_size=60).filter(lambda t: "\n" not in t and "\r" not in t)
+# Origins and Referers, including ones urllib cannot parse.
+url_like = st.sampled_from(
+    ["", "https://shop.test", "https://evil.test", "https://a.example.com/p?q=1", "null",
+     "http://[", "http://[::1", "https://[v1.x]/", "https://shop.test:notaport/", "//x", "%"]
+) | header_text  # fmt: skip
 # A URL path segment: no "/" (it would be another URL) and no lone surrogates (no URL
 # can carry them).
 path_ids = text.filter(lambda t: t and "/" not in t).filter(
@@ -164,7 +169,7 @@ def site(redis_client, settings):
     path=st.sampled_from(INGEST_PATHS),
     payload=payloads,
     key_kind=st.sampled_from(["write", "secret", "in-body", "none"]) | text,
-    origin=st.sampled_from(["", "https://shop.test", "https://evil.test"]) | header_text,
+    origin=url_like,
 )
 def test_ingest_never_fails_on_any_json(client, site, path, payload, key_kind, origin):
     headers = {"HTTP_ORIGIN": origin} if origin else {}
@@ -213,7 +218,7 @@ def test_ingest_never_fails_on_any_bytes_headers_or_encoding(
 
 
 @fuzz
-@given(key=path_ids, origin=header_text)
+@given(key=path_ids, origin=url_like)
 def test_the_snippet_settings_never_fail(client, site, key, origin):
     response = client.get(f"/v1/settings/{quote(key, safe='')}", HTTP_ORIGIN=origin)
     assert_well_behaved(response, repr(key))
@@ -234,3 +239,29 @@ def test_the_profile_api_never_fails(client, site, identifier, auth):
         headers["HTTP_AUTHORIZATION"] = auth
     response = client.get(f"/api/v1/profiles/{quote(identifier, safe='')}", **headers)
     assert_well_behaved(response, repr(identifier))
+
+
+pixel_params = st.dictionaries(
+    st.sampled_from(["k", "url", "ref", "title", "aid", "mid", "other"]),
+    url_like | text.filter(lambda t: not any("\ud800" <= c <= "\udfff" for c in t)),
+    max_size=6,
+)
+
+
+@fuzz
+@given(params=pixel_params, with_key=st.booleans(), referer=url_like, gpc=st.booleans())
+def test_the_pixel_answers_its_gif_and_never_hits_an_error(
+    client, site, params, with_key, referer, gpc, caplog
+):
+    if with_key:
+        params = {**params, "k": site.write_key}
+    headers = {"HTTP_REFERER": referer} if referer else {}
+    if gpc:
+        headers["HTTP_SEC_GPC"] = "1"
+    caplog.clear()
+    response = client.get("/v1/p.gif", params, **headers)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/gif"
+    # The pixel answers its GIF even on an error, so look at what it logged instead.
+    errors = [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert errors == [], (params, referer, [r.getMessage() for r in errors])
