@@ -118,3 +118,18 @@ def test_the_migration_creates_the_group_on_a_database_without_permissions():
     }
     assert granted() == frozen
     assert "campaigns.change_campaign" in frozen
+
+
+def test_a_marketer_can_open_the_admin_of_every_model_the_group_grants(client, marketer):
+    """Covers the campaign, template and audience admins as soon as they are registered."""
+    from django.contrib import admin
+
+    granted_models = [
+        model
+        for model in admin.site._registry
+        if model._meta.model_name in marketers.PERMISSIONS.get(model._meta.app_label, {})
+    ]
+    assert granted_models  # at least the profile admin
+    for model in granted_models:
+        url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        assert client.get(url).status_code == 200, url
