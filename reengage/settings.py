@@ -221,6 +221,37 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- audiences (retargeting: rules, expiry, webhooks, tags) ---------------------------
+# Phone numbers without a country code are read in this region (ISO 3166 code, e.g.
+# US); blank: only numbers with a country code are hashed.
+AUDIENCE_PHONE_REGION = env_str("AUDIENCE_PHONE_REGION", "")
+AUDIENCE_RULE_INTERVAL_SECONDS = env_int("AUDIENCE_RULE_INTERVAL_SECONDS", 900, minimum=60)
+AUDIENCE_EXPIRY_INTERVAL_SECONDS = env_int("AUDIENCE_EXPIRY_INTERVAL_SECONDS", 300, minimum=10)
+AUDIENCE_WEBHOOK_INTERVAL_SECONDS = env_int("AUDIENCE_WEBHOOK_INTERVAL_SECONDS", 10, minimum=1)
+AUDIENCE_WEBHOOK_BATCH_SIZE = env_int("AUDIENCE_WEBHOOK_BATCH_SIZE", 500, minimum=1)
+AUDIENCE_WEBHOOK_TIMEOUT_SECONDS = env_int("AUDIENCE_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+AUDIENCE_WEBHOOK_MAX_ATTEMPTS = env_int("AUDIENCE_WEBHOOK_MAX_ATTEMPTS", 10, minimum=1)
+# First retry after this many seconds, doubling each time (at most 6 hours apart).
+AUDIENCE_WEBHOOK_BACKOFF_SECONDS = env_int("AUDIENCE_WEBHOOK_BACKOFF_SECONDS", 30, minimum=1)
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "evaluate-audience-rules": {
+            "task": "campaigns.tasks.audiences.evaluate_audience_rules",
+            "schedule": AUDIENCE_RULE_INTERVAL_SECONDS,
+        },
+        "expire-audience-members": {
+            "task": "campaigns.tasks.audiences.expire_audience_members",
+            "schedule": AUDIENCE_EXPIRY_INTERVAL_SECONDS,
+        },
+        "deliver-audience-changes": {
+            "task": "campaigns.tasks.audiences.deliver_audience_changes",
+            "schedule": AUDIENCE_WEBHOOK_INTERVAL_SECONDS,
+            "options": {"expires": AUDIENCE_WEBHOOK_INTERVAL_SECONDS * 3},
+        },
+    }
+)
+
 # --- security: admin login throttling, two-factor, CSP (docs/security.md) -------------
 # Failed admin logins are counted per username *and* client IP (django-axes); the
 # client IP is the one ingest uses, from TRUSTED_PROXY_HEADER when configured.

@@ -338,6 +338,12 @@ alias = _single("alias")
 group = _single("group")
 
 
+# Other apps add to the snippet's settings without tracking knowing them: each
+# callable takes the Site and the request and returns a dict merged into the answer (e.g. the
+# campaigns app adds the URL of tags.js for sites whose audiences have tags).
+SETTINGS_EXTENSIONS: list = []
+
+
 @require_GET
 def site_settings(request: HttpRequest, write_key: str) -> JsonResponse:
     """What the snippet needs to know before it may send anything."""
@@ -351,13 +357,14 @@ def site_settings(request: HttpRequest, write_key: str) -> JsonResponse:
     if site is None:
         response = JsonResponse({"error": "unknown write key", "field": "writeKey"}, status=404)
     else:
-        response = JsonResponse(
-            {
-                "consentMode": site.consent_mode,
-                "cookieDays": site.cookie_days,
-                "api": settings.PUBLIC_URL,
-            }
-        )
+        answer = {
+            "consentMode": site.consent_mode,
+            "cookieDays": site.cookie_days,
+            "api": settings.PUBLIC_URL,
+        }
+        for extension in SETTINGS_EXTENSIONS:
+            answer.update(extension(site, request))
+        response = JsonResponse(answer)
         response["Cache-Control"] = "public, max-age=300"
     response["Access-Control-Allow-Origin"] = "*"
     return response

@@ -1,1 +1,209 @@
-"""Placeholder: filled in by the audiences work."""
+"""Admin for audiences: rules, on-site tags, exports, destinations and their deliveries."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.db.models import Count, Q
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.timezone import now as tz_now
+from django.views.decorators.http import require_POST
+
+from campaigns import exports, webhooks
+from campaigns.models import Audience, AudienceMember, AudienceRule, Delivery, Destination
+
+
+class AudienceRuleInline(admin.StackedInline):
+    model = AudienceRule
+    extra = 0
+    max_num = 1
+    readonly_fields = ["last_evaluated_at"]
+
+
+HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
+
+
+@admin.register(Audience)
+class AudienceAdmin(admin.ModelAdmin):
+    formfield_overrides = HTTPS_URLS
+    list_display = ["name", "site", "lifetime_days", "include_hashed_emails", "tag_type"]
+    list_filter = ["site"]
+    search_fields = ["name"]
+    inlines = [AudienceRuleInline]
+    readonly_fields = ["exports"]
+    fieldsets = [
+        (None, {"fields": ["site", "name", "lifetime_days", "remove_on_conversion"]}),
+        ("Ad platforms", {"fields": ["include_hashed_emails", "exports"]}),
+        ("On-site tag (fired by tags.js for members, once per session)",
+         {"fields": ["tag_type", "tag_url", "tag_event"]}),
+    ]  # fmt: skip
+
+    @admin.display(description="Download")
+    def exports(self, obj: Audience) -> str:
+        if not obj.pk:
+            return "Save the audience first."
+        labels = {
+            "meta": "Meta customer file (CSV)",
+            "google": "Google Customer Match (CSV)",
+            "csv": "Anonymous IDs with hashes (CSV)",
+            "json": "Anonymous IDs with hashes (JSON)",
+        }
+        return format_html_join(
+            " · ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("admin:campaigns_audience_export", args=[obj.pk, name]), label)
+                for name, label in labels.items()
+            ),
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:audience_id>/export/<str:format_name>/",
+                self.admin_site.admin_view(self.export_view),
+                name="campaigns_audience_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request, audience_id: int, format_name: str):
+        audience = get_object_or_404(Audience, pk=audience_id)
+        if not self.has_view_permission(request, audience):
+            raise PermissionDenied
+        if format_name not in exports.FORMATS:
+            raise Http404(f"no export format {format_name!r}")
+        return exports.streaming_response(audience, format_name)
+
+
+@admin.register(AudienceMember)
+class AudienceMemberAdmin(admin.ModelAdmin):
+    """Read-only: members change through campaigns, rules, expiry and erasure only."""
+
+    list_display = ["id", "audience", "profile", "added_by", "added_at", "expires_at",
+                    "removed_at", "removal_reason"]  # fmt: skip
+    list_filter = ["audience", "removal_reason", "added_by"]
+    list_select_related = ["audience", "profile"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Destination)
+class DestinationAdmin(admin.ModelAdmin):
+    formfield_overrides = HTTPS_URLS
+    list_display = ["name", "audience", "url", "enabled", "pending", "dead"]
+    list_filter = ["enabled", "audience"]
+    readonly_fields = ["signing_secret", "token_hint", "last_change_id", "created_at"]
+    actions = ["send_test", "issue_token"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("audience")
+            .annotate(
+                n_pending=Count("deliveries", filter=Q(deliveries__status="pending")),
+                n_dead=Count("deliveries", filter=Q(deliveries__status="dead")),
+            )
+        )
+
+    @admin.display(description="pending batches", ordering="n_pending")
+    def pending(self, obj) -> int:
+        return obj.n_pending
+
+    @admin.display(description="dead batches", ordering="n_dead")
+    def dead(self, obj) -> str:
+        if not obj.n_dead:
+            return "0"
+        url = reverse("admin:campaigns_delivery_changelist")
+        return format_html(
+            '<a href="{}?destination__id__exact={}&status__exact=dead">{}</a>',
+            url, obj.pk, obj.n_dead,
+        )  # fmt: skip
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:destination_id>/send-test/",
+                self.admin_site.admin_view(require_POST(self.send_test_view)),
+                name="campaigns_destination_send_test",
+            ),
+            *super().get_urls(),
+        ]
+
+    def send_test_view(self, request, destination_id: int):
+        """The change page's "Send test" button."""
+        destination = get_object_or_404(Destination.objects.select_related("audience"),
+                                        pk=destination_id)  # fmt: skip
+        if not self.has_change_permission(request, destination):
+            raise PermissionDenied
+        self._send_test(request, destination)
+        return HttpResponseRedirect(
+            reverse("admin:campaigns_destination_change", args=[destination.pk])
+        )
+
+    def _send_test(self, request, destination: Destination) -> None:
+        if not destination.url:
+            self.message_user(request, f"{destination}: no webhook URL", messages.WARNING)
+            return
+        outcome = webhooks.send_test(destination, now=tz_now())
+        if outcome.ok:
+            self.message_user(request, f"{destination}: answered {outcome.status_code}")
+        else:
+            self.message_user(request, f"{destination}: failed ({outcome.error})", messages.ERROR)
+
+    @admin.action(description="Send a signed test message to the selected webhooks")
+    def send_test(self, request, queryset) -> None:
+        for destination in queryset.select_related("audience"):
+            self._send_test(request, destination)
+
+    @admin.action(description="Issue a new read-only API token (the old one stops working)")
+    def issue_token(self, request, queryset) -> None:
+        for destination in queryset:
+            token = destination.issue_token()
+            self.message_user(
+                request,
+                f"{destination}: new token {token} — copy it now, it is not shown again.",
+                messages.WARNING,
+            )
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ["webhook_id", "destination", "status", "attempts", "batch_size",
+                    "next_attempt_at", "last_status_code", "last_error", "delivered_at"]  # fmt: skip
+    list_filter = ["status", "destination"]
+    list_select_related = ["destination"]
+    search_fields = ["webhook_id"]
+    actions = ["retry"]
+    show_full_result_count = False
+
+    @admin.display(description="changes")
+    def batch_size(self, obj) -> int:
+        return len(obj.change_ids)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("campaigns.change_delivery")
+
+    @admin.action(description="Retry the selected dead deliveries now", permissions=["retry"])
+    def retry(self, request, queryset) -> None:
+        count = webhooks.retry_dead(list(queryset.values_list("id", flat=True)), now=tz_now())
+        self.message_user(request, f"{count} dead deliveries will be retried.")

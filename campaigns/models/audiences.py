@@ -1,22 +1,50 @@
-"""Retargeting audiences: members with expiry, and the change log every delivery reads."""
+"""Retargeting audiences: members with expiry, the change log every delivery reads,
+the rules that fill an audience, and the destinations its changes go to.
+
+Writes to AudienceMember and AudienceChange go through `campaigns.membership` only.
+"""
 
 from __future__ import annotations
 
-from django.core.validators import MinValueValidator
+import hashlib
+import secrets
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now as tz_now
 
 
 class Audience(models.Model):
+    class TagType(models.TextChoices):
+        NONE = "", "No on-site tag"
+        IMAGE = "image", "Image pixel (a URL the browser loads)"
+        META_PIXEL = "meta_pixel", "Meta Pixel custom event (fbq trackCustom)"
+        GTAG = "gtag", "Google tag event (gtag event)"
+
     site = models.ForeignKey("tracking.Site", on_delete=models.CASCADE, related_name="audiences")
     name = models.CharField(max_length=200)
     lifetime_days = models.PositiveIntegerField(
         default=30, validators=[MinValueValidator(1)], help_text="30, 90, 180 or any number."
     )
     include_hashed_emails = models.BooleanField(
-        default=False, help_text="Only for people whose consent allows advertising use."
+        default=False,
+        help_text="Include SHA-256 hashes of email and phone, only for verified people whose "
+        "consent allows advertising use and who did not send Global Privacy Control.",
     )
     remove_on_conversion = models.BooleanField(default=True)
+    # On-site tag: fired by static/reengage/tags.js for members, once per browser session.
+    tag_type = models.CharField(max_length=12, choices=TagType.choices, blank=True, default="")
+    tag_url = models.URLField(
+        max_length=2000, blank=True, default="", help_text="For an image pixel: the https URL."
+    )
+    tag_event = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="For a Meta Pixel or Google tag event: the event name, e.g. WinBack.",
+    )
     created_at = models.DateTimeField(default=tz_now, editable=False)
 
     class Meta:
@@ -25,6 +53,43 @@ class Audience(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        if self.tag_type == self.TagType.IMAGE and not self.tag_url.startswith("https://"):
+            raise ValidationError({"tag_url": "an image pixel needs an https:// URL"})
+        if self.tag_type in (self.TagType.META_PIXEL, self.TagType.GTAG) and not self.tag_event:
+            raise ValidationError({"tag_event": "name the event the tag sends"})
+
+    def tag_config(self) -> dict | None:
+        """What tags.js needs to fire this audience's tag, or None without a tag."""
+        if self.tag_type == self.TagType.IMAGE and self.tag_url:
+            return {"audience": self.id, "type": "image", "url": self.tag_url}
+        if self.tag_type in (self.TagType.META_PIXEL, self.TagType.GTAG) and self.tag_event:
+            return {"audience": self.id, "type": self.tag_type, "event": self.tag_event}
+        return None
+
+
+class AudienceRule(models.Model):
+    """ "Did `event` in the last `within_days` days and did not do `unless_event` since then."
+
+    Re-evaluated periodically (campaigns.audience_rules); members that stop
+    matching leave the audience if the rule added them.
+    """
+
+    audience = models.OneToOneField(Audience, on_delete=models.CASCADE, related_name="rule")
+    event = models.CharField(max_length=200, default="Product Viewed")
+    within_days = models.PositiveIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(365)]
+    )
+    unless_event = models.CharField(
+        max_length=200, blank=True, default="Order Completed", help_text="Blank: no exclusion."
+    )
+    enabled = models.BooleanField(default=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    def __str__(self) -> str:
+        text = f"did {self.event} in the last {self.within_days} days"
+        return text + (f" and no {self.unless_event}" if self.unless_event else "")
+
 
 class AudienceMember(models.Model):
     class RemovalReason(models.TextChoices):
@@ -32,14 +97,24 @@ class AudienceMember(models.Model):
         CONVERTED = "converted", "Converted"
         ERASED = "erased", "Erased"
         CONSENT_WITHDRAWN = "consent_withdrawn", "Consent withdrawn"
+        NO_LONGER_MATCHES = "no_longer_matches", "No longer matches the rule"
         MANUAL = "manual", "Removed by hand"
 
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="members")
+    # No index of its own: member_unique and member_current lead with the audience.
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="members", db_index=False
+    )
     profile = models.ForeignKey(
         "tracking.Profile", null=True, on_delete=models.SET_NULL, related_name="memberships"
     )
+    # Lower-cased, whitespace-free email (Meta and Google agree on it).
     email_sha256 = models.CharField(max_length=64, blank=True, default="")
+    # Phone in E.164 with "+" (Google Customer Match).
     phone_sha256 = models.CharField(max_length=64, blank=True, default="")
+    # Phone as country code and number, digits only (Meta customer files).
+    phone_digits_sha256 = models.CharField(max_length=64, blank=True, default="")
+    # What (re)started this membership: "rule" members leave when the rule stops matching.
+    added_by = models.CharField(max_length=40, blank=True, default="")
     added_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     removed_at = models.DateTimeField(null=True, blank=True)
@@ -54,7 +129,13 @@ class AudienceMember(models.Model):
         indexes = [
             models.Index(
                 fields=["expires_at"], name="member_expiry", condition=models.Q(removed_at=None)
-            )
+            ),
+            # Keyset pagination of current members (pull API, exports).
+            models.Index(
+                fields=["audience", "id"],
+                name="member_current",
+                condition=models.Q(removed_at=None),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -68,13 +149,24 @@ class AudienceChange(models.Model):
         ADD = "add", "Added"
         REMOVE = "remove", "Removed"
 
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="changes")
-    member = models.ForeignKey(AudienceMember, on_delete=models.CASCADE, related_name="changes")
+    # An append-only log written only by campaigns.membership, in the same statement
+    # as the member row it points at: foreign-key triggers would only re-check that
+    # (two lookups per change, most of the cost of a large add), so the references are
+    # not enforced in the database. Deletes still cascade (Django collects them).
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="changes",
+        db_index=False, db_constraint=False,
+    )  # fmt: skip
+    member = models.ForeignKey(
+        AudienceMember, on_delete=models.CASCADE, related_name="changes", db_constraint=False
+    )
     action = models.CharField(max_length=6, choices=Action.choices)
     reason = models.CharField(max_length=40, blank=True, default="")
     # Snapshot at the time of the change: what a destination needs to act on it.
     anonymous_ids = models.JSONField(default=list)
     email_sha256 = models.CharField(max_length=64, blank=True, default="")
+    phone_sha256 = models.CharField(max_length=64, blank=True, default="")
+    phone_digits_sha256 = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField()
 
     class Meta:
@@ -82,3 +174,103 @@ class AudienceChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.member_id}"
+
+
+def new_signing_secret() -> str:
+    """A Standard Webhooks secret: "whsec_" and base64 of 32 random bytes."""
+    import base64
+
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Destination(models.Model):
+    """Where one audience's changes go: a signed webhook, and/or a pull-API token."""
+
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="destinations")
+    name = models.CharField(max_length=200)
+    url = models.URLField(
+        max_length=2000,
+        blank=True,
+        default="",
+        help_text="Webhook URL that receives batches of changes. Blank: pull API only.",
+    )
+    signing_secret = models.CharField(
+        max_length=100, default=new_signing_secret, editable=False,
+        help_text="Standard Webhooks secret the receiver verifies signatures with.",
+    )  # fmt: skip
+    # SHA-256 of the read-only pull-API token; the token itself is shown once.
+    token_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    token_hint = models.CharField(max_length=12, blank=True, default="", editable=False)
+    enabled = models.BooleanField(default=True)
+    # The highest change id already put into a delivery (the batching cursor).
+    last_change_id = models.BigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(default=tz_now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token_hash"], condition=~models.Q(token_hash=""), name="destination_token"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def issue_token(self) -> str:
+        """A new read-only token for the pull API; the previous one stops working."""
+        token = "rt_" + secrets.token_urlsafe(32)
+        self.token_hash = hash_token(token)
+        self.token_hint = token[:7]
+        self.save(update_fields=["token_hash", "token_hint"])
+        return token
+
+
+def new_webhook_id() -> str:
+    return "msg_" + uuid.uuid4().hex
+
+
+class Delivery(models.Model):
+    """One batch of changes for one webhook destination; the same webhook-id on every retry."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        DEAD = "dead", "Dead (gave up)"
+
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    webhook_id = models.CharField(max_length=40, unique=True, default=new_webhook_id)
+    change_ids = models.JSONField(default=list)
+    first_change_id = models.BigIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            # A change goes into one batch per destination, even if two batchers race.
+            models.UniqueConstraint(
+                fields=["destination", "first_change_id"], name="delivery_unique_batch"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["destination", "id"],
+                name="delivery_pending",
+                condition=models.Q(status="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} ({self.status})"

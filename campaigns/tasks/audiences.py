@@ -1,1 +1,49 @@
-"""Placeholder: filled in by the audiences work."""
+"""Periodic audience work (scheduled in settings.CELERY_BEAT_SCHEDULE): thin tasks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from celery import shared_task
+from django.db import transaction
+
+from campaigns import audience_rules, membership, webhooks
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@shared_task(ignore_result=True)
+def expire_audience_members() -> int:
+    with transaction.atomic():
+        return membership.expire_members(now=_now())
+
+
+@shared_task(ignore_result=True)
+def evaluate_audience_rules() -> None:
+    """Fan out: one task per rule, so one large audience does not hold up the others."""
+    for rule_id in audience_rules.rules_to_evaluate():
+        evaluate_audience_rule.delay(rule_id)
+
+
+@shared_task(ignore_result=True)
+def evaluate_audience_rule(rule_id: int) -> dict:
+    result = audience_rules.evaluate_rule(rule_id, now=_now())
+    return {"added": result.added, "removed": result.removed}
+
+
+@shared_task(ignore_result=True)
+def deliver_audience_changes() -> int:
+    """Batch new changes, claim due deliveries and send each in its own task."""
+    now = _now()
+    webhooks.batch_changes(now=now)
+    claimed = webhooks.claim_due(now=now)
+    for delivery_id in claimed:
+        send_audience_delivery.delay(delivery_id)
+    return len(claimed)
+
+
+@shared_task(ignore_result=True)
+def send_audience_delivery(delivery_id: int) -> str:
+    return webhooks.send_delivery(delivery_id, now=_now())

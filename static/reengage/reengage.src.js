@@ -21,7 +21,7 @@
       return JSON.parse(s);
     } catch (e) {}
   };
-  let key, api, conf, dom, aid, uid, here, timer, busy;
+  let key, api, conf, dom, aid, uid, here, timer, busy, tagged;
   let ref = d.referrer; // of the current page view; in a single-page app, the previous view
   let cst = {}; // consent: {analytics, email, advertising}; absent = not decided
   let held = []; // calls not yet allowed to leave memory (no settings, no consent)
@@ -103,6 +103,16 @@
     if (!allowed()) return;
     aid = aid || get('aid') || uuid();
     set('aid', aid);
+    // Sites whose audiences carry on-site tags name tags.js in their settings;
+    // it fires them for members, once per session, never without advertising consent.
+    if (conf.tags && !tagged && cst.advertising !== false) {
+      tagged = d.createElement('script');
+      tagged.async = 1;
+      tagged.src = conf.tags;
+      tagged.onload = () =>
+        w.ReengageTags && w.ReengageTags.run({ api, writeKey: key, anonymousId: aid, advertising: cst.advertising });
+      d.head.appendChild(tagged);
+    }
     if (uid) set('uid', uid);
     if (Object.keys(cst).length) set('cst', JSON.stringify(cst));
     const q = load();

@@ -1,0 +1,54 @@
+"""Builders for the audience tests: people, browsers and events as real rows."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime
+
+from django.db import connection
+
+from tracking.models import Profile, Site, Visitor
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+_seq = itertools.count(1)
+
+
+def make_person(
+    site: Site,
+    *,
+    email: str | None = None,
+    verified: bool = True,
+    advertising: bool | None = True,
+    gpc: bool = False,
+    phone: str | None = None,
+    anonymous_ids: int = 1,
+) -> Profile:
+    n = next(_seq)
+    consent = {} if advertising is None else {"advertising": advertising}
+    profile = Profile.objects.create(
+        site=site,
+        email=email,
+        email_verified=verified and email is not None,
+        consent=consent,
+        gpc=gpc,
+        traits={"phone": phone} if phone else {},
+        first_seen_at=T0,
+        last_seen_at=T0,
+    )
+    for i in range(anonymous_ids):
+        Visitor.objects.create(
+            site=site, profile=profile, anonymous_id=f"anon-{n}-{i}",
+            first_seen_at=T0, last_seen_at=T0,
+        )  # fmt: skip
+    return profile
+
+
+def add_event(profile: Profile, name: str, at: datetime) -> None:
+    """An event straight into the partitioned table (the flusher's job, not under test)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tracking_event (site_id, profile_id, message_id, type, name, timestamp,"
+            " received_at) VALUES (%s, %s, %s, 'track', %s, %s, %s)",
+            [profile.site_id, profile.id, str(uuid.uuid4()), name, at, at],
+        )
