@@ -18,14 +18,16 @@ GROUP_NAME = "Marketers"
 EDIT = ("view", "add", "change")
 VIEW = ("view",)
 
-# app label → model name → actions. Anything not listed is not granted; in
-# particular nothing on tracking.Site.
+# app label → model name → actions. Anything not listed is not granted: in
+# particular nothing on tracking.Site (keys) nor on campaigns.Destination and
+# Delivery (webhook URLs and signing secrets, pull-API tokens: the operator's).
 PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "campaigns": {
         "campaign": EDIT,
         "step": EDIT,
         "emailtemplate": EDIT,
         "audience": EDIT,
+        "audiencerule": EDIT,  # edited inline on the audience
         "message": EDIT,
         "suppression": EDIT,
         "enrollment": VIEW,
@@ -74,6 +76,9 @@ def sync_marketers_group(apps=global_apps, using: str = "default") -> list[str]:
 def sync_after_migrate(sender, using: str = "default", apps=global_apps, **kwargs) -> None:
     """post_migrate: runs after each app's permissions are created, so a model that a
     later migration adds joins the group as soon as it exists."""
-    if not apps.is_installed("django.contrib.auth"):
+    # `apps` is the migration state here, whose app configs know only labels.
+    try:
+        apps.get_model("auth", "Permission")
+    except LookupError:
         return
     sync_marketers_group(apps, using=using)
