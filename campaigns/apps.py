@@ -6,7 +6,7 @@ class CampaignsConfig(AppConfig):
     verbose_name = "Campaigns"
 
     def ready(self) -> None:
-        from campaigns import audience_api, membership
+        from campaigns import audience_api, feedback, membership
         from tracking import views as tracking_views
         from tracking.signals import events_stored
 
@@ -15,3 +15,4 @@ class CampaignsConfig(AppConfig):
         )
         if audience_api.snippet_settings not in tracking_views.SETTINGS_EXTENSIONS:
             tracking_views.SETTINGS_EXTENSIONS.append(audience_api.snippet_settings)
+        feedback.connect()  # email: ESP tracking webhooks, order attribution

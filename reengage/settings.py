@@ -252,6 +252,54 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- email: sending, feedback, unsubscribe (campaigns/sending.py, docs/email.md) ----
+# Development default: a backend that stores each email in the database, shown in
+# the admin's "Dev mailbox", so `make run` needs no ESP. Production sets any
+# Django or Anymail backend, e.g. EMAIL_BACKEND=anymail.backends.postmark.EmailBackend
+# with ANYMAIL_POSTMARK_SERVER_TOKEN.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "campaigns.devmail.EmailBackend")
+if not DEBUG and not ANYMAIL.get("WEBHOOK_SECRET"):
+    raise ConfigError(
+        "ANYMAIL_WEBHOOK_SECRET must be set when DEBUG is off: a 'user:password' pair that "
+        "the ESP's tracking webhooks send as HTTP Basic auth to /anymail/<esp>/tracking/"
+    )
+if ANYMAIL.get("WEBHOOK_SECRET") and ":" not in ANYMAIL["WEBHOOK_SECRET"]:
+    raise ConfigError("ANYMAIL_WEBHOOK_SECRET must look like user:password")
+# Messages claimed and sent per periodic run, and the run's time budget (seconds).
+EMAIL_SEND_BATCH = env_int("EMAIL_SEND_BATCH", 5000, minimum=1)
+EMAIL_SEND_BUDGET_SECONDS = env_int("EMAIL_SEND_BUDGET_SECONDS", 50, minimum=1)
+EMAIL_SEND_INTERVAL_SECONDS = env_int("EMAIL_SEND_INTERVAL_SECONDS", 10, minimum=1)
+# Transient ESP errors: retried with exponential backoff from this base, at most this often.
+EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 5, minimum=1)
+EMAIL_RETRY_BASE_SECONDS = env_int("EMAIL_RETRY_BASE_SECONDS", 60, minimum=1)
+# A message in `sending` longer than this was interrupted (worker killed): longer
+# than any task may run, so its worker is surely gone.
+EMAIL_INTERRUPTED_AFTER_SECONDS = env_int(
+    "EMAIL_INTERRUPTED_AFTER_SECONDS", CELERY_TASK_TIME_LIMIT + 60, minimum=1
+)
+if EMAIL_INTERRUPTED_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    raise ConfigError(
+        "EMAIL_INTERRUPTED_AFTER_SECONDS must be longer than CELERY_TASK_TIME_LIMIT, or a "
+        "message still being sent could be taken for an interrupted one"
+    )
+# Tags per email (campaign, step, site). Postmark accepts one tag: set 1 there.
+EMAIL_MAX_TAGS = env_int("EMAIL_MAX_TAGS", 3, minimum=0)
+UNSUBSCRIBE_LINK_MAX_AGE_DAYS = env_int("UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 365, minimum=30)
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "send-queued-email": {
+            "task": "campaigns.tasks.email.send_queued_email",
+            "schedule": EMAIL_SEND_INTERVAL_SECONDS,
+            "options": {"expires": EMAIL_SEND_INTERVAL_SECONDS * 3},
+        },
+        "recover-interrupted-email": {
+            "task": "campaigns.tasks.email.recover_interrupted_email",
+            "schedule": 300,
+        },
+    }
+)
+
 # --- security: admin login throttling, two-factor, CSP (docs/security.md) -------------
 # Failed admin logins are counted per username *and* client IP (django-axes); the
 # client IP is the one ingest uses, from TRUSTED_PROXY_HEADER when configured.

@@ -7,8 +7,10 @@ enrollments it triggers, and never enrolls twice.
 
 from django.dispatch import Signal
 
-# kwargs: events: list[tracking.storage.StoredEvent] (only newly stored ones,
-#         deduplicated), now: datetime (the flush time)
+# kwargs: table: the name of a temporary table holding exactly the newly stored
+#         (deduplicated) events: (id, site_id, profile_id, type, name, anonymous_id,
+#         user_id, timestamp, properties); receivers read it with set-based SQL.
+#         count: its number of rows; now: datetime (the flush time)
 events_stored = Signal()
 
 # kwargs: site_id: int, survivor_id: int, merged_ids: list[int]

@@ -9,21 +9,40 @@ from campaigns.models.audiences import (
     Destination,
 )
 from campaigns.models.core import Campaign, Decision, Enrollment, SitePolicy, Step
-from campaigns.models.email import EmailTemplate, Message, Suppression
+from campaigns.models.email import (
+    Attribution,
+    CampaignOptOut,
+    DevMail,
+    EmailEvent,
+    EmailSettings,
+    EmailTemplate,
+    Message,
+    Suppression,
+)
+from campaigns.models.promo import PromoCode, PromoPool, StepPromo, StepVariant
 
 __all__ = [
+    "Attribution",
     "Audience",
     "AudienceChange",
     "AudienceMember",
     "AudienceRule",
     "Campaign",
+    "CampaignOptOut",
     "Decision",
     "Delivery",
     "Destination",
+    "DevMail",
+    "EmailEvent",
+    "EmailSettings",
     "EmailTemplate",
     "Enrollment",
     "Message",
+    "PromoCode",
+    "PromoPool",
     "SitePolicy",
     "Step",
+    "StepPromo",
+    "StepVariant",
     "Suppression",
 ]
