@@ -30,6 +30,14 @@ PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "audiencerule": EDIT,  # edited inline on the audience
         "message": EDIT,
         "suppression": EDIT,
+        "stepvariant": EDIT,  # A/B variants of a step's template
+        "steppromo": EDIT,
+        "promopool": EDIT,
+        "promocode": ("view", "add"),  # imported into a pool from a CSV
+        "campaignoptout": VIEW,
+        "emailsettings": VIEW,  # per-site tracking and sending rate: the operator's
+        "emailevent": VIEW,
+        "attribution": VIEW,
         "enrollment": VIEW,
         "decision": VIEW,
         "audiencemember": VIEW,
