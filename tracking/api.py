@@ -6,6 +6,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from tracking.auth import secret_key_required
+from tracking.ingest import is_storable
 from tracking.models import Event, Profile, Visitor
 
 RECENT_EVENTS = 50
@@ -13,6 +14,8 @@ RECENT_EVENTS = 50
 
 def find_profile(site_id: int, identifier: str) -> Profile | None:
     """An anonymousId first (the common case), then a userId."""
+    if not is_storable(identifier):
+        return None  # ingest refuses such ids, so no visitor has one
     visitor = (
         Visitor.objects.filter(site_id=site_id, anonymous_id=identifier)
         .select_related("profile")

@@ -148,6 +148,12 @@ def check_text(value: str, field: str) -> None:
         raise IngestError(400, "contains invalid Unicode (an unpaired surrogate)", field) from None
 
 
+def is_storable(value: str) -> bool:
+    """Whether PostgreSQL can take the string at all (see `check_text`): a key or id
+    from a URL or header that is not can match no row, and must not reach a query."""
+    return "\x00" not in value and not any("\ud800" <= c <= "\udfff" for c in value)
+
+
 def check_json_value(value: Any, field: str, depth: int = 0) -> None:
     """Enforce the documented bounds on free-form objects."""
     if depth > MAX_DEPTH:
@@ -250,7 +256,7 @@ def normalize_event(
         raise IngestError(413, f"is larger than {MAX_EVENT_BYTES} bytes", path)
     # /v1/track and friends fix the type; in a batch each call names its own.
     event_type = default_type or raw.get("type")
-    if event_type not in TYPES:
+    if not isinstance(event_type, str) or event_type not in TYPES:
         raise IngestError(400, f"must be one of {', '.join(sorted(TYPES))}", f"{path}.type")
     message_id = _id(raw, "messageId", path) or str(uuid.uuid4())
     anonymous_id = _id(raw, "anonymousId", path)

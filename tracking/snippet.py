@@ -21,7 +21,7 @@ from django.views.decorators.http import require_safe
 from tracking import buffer
 from tracking.ingest import IngestError
 from tracking.models import Site
-from tracking.views import client_ip, lookup_key, record
+from tracking.views import client_ip, lookup_key, record, url_host
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,10 @@ def record_pixel(request: HttpRequest) -> bool:
         return False
     referer = request.headers.get("Referer", "")
     # An <img> sends no Origin header; the Referer's host stands in for it.
-    referer_host = urlsplit(referer).hostname
+    referer_host = url_host(referer)
+    if referer_host is None:
+        log.info("pixel: site %s, unparsable Referer %r", key.site_id, referer[:100])
+        return False
     if referer_host and not key.allows_origin(referer_host):
         log.info("pixel: site %s, %s is not an allowed domain", key.site_id, referer_host)
         return False
@@ -137,7 +140,11 @@ def record_pixel(request: HttpRequest) -> bool:
         return False
 
     url = params.get("url") or referer
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        log.info("pixel: site %s, unparsable url %r", key.site_id, url[:100])
+        return False
     page = {
         "url": url,
         "path": parts.path,

@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from tracking import buffer
-from tracking.ingest import MAX_BODY_BYTES, IngestError, SiteKey, parse_batch
+from tracking.ingest import MAX_BODY_BYTES, IngestError, SiteKey, is_storable, parse_batch
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _load_key(key: str) -> SiteKey | None:
 
     from tracking.models import Site
 
-    if not key or len(key) > 200:
+    if not key or len(key) > 200 or not is_storable(key):
         return None
     site = (
         Site.objects.filter(Q(write_key=key) | Q(secret_key=key) | Q(previous_secret_key=key))
@@ -155,6 +155,15 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
+def url_host(url: str) -> str | None:
+    """The host named in a URL (an Origin, a Referer): "" if none, None if the URL
+    cannot be parsed at all (urllib raises on e.g. "http://[")."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return None
+
+
 def _basic_username(request: HttpRequest) -> str:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _, value = header.partition(" ")
@@ -175,6 +184,13 @@ def _read_body(request: HttpRequest) -> bytes:
         raise IngestError(
             415, f"Content-Type must be application/json (got {content_type or 'none'})",
             "Content-Type",
+        )  # fmt: skip
+    if not request.META.get("CONTENT_LENGTH"):
+        # A chunked body: Django's WSGI request would read it as empty, and reading
+        # it whole could take any amount of memory. Every SDK sends a length.
+        raise IngestError(
+            411, "send a Content-Length header (chunked bodies are not accepted)",
+            "Content-Length",
         )  # fmt: skip
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -274,8 +290,8 @@ def _ingest(request: HttpRequest, single_type: str | None) -> HttpResponse:
             raise IngestError(401, "unknown write key", "writeKey")
         cors_origin = ""
         if origin and not key.trusted:
-            host = urlsplit(origin).hostname or ""
-            if not key.allows_origin(host):
+            host = url_host(origin)
+            if host is None or not key.allows_origin(host):
                 raise IngestError(
                     403, f"origin {origin} is not in this site's allowed domains", "Origin"
                 )
@@ -333,7 +349,11 @@ def site_settings(request: HttpRequest, write_key: str) -> JsonResponse:
     """What the snippet needs to know before it may send anything."""
     from tracking.models import Site
 
-    site = Site.objects.filter(write_key=write_key).only("consent_mode", "cookie_days").first()
+    site = (
+        Site.objects.filter(write_key=write_key).only("consent_mode", "cookie_days").first()
+        if is_storable(write_key)
+        else None
+    )
     if site is None:
         response = JsonResponse({"error": "unknown write key", "field": "writeKey"}, status=404)
     else:

@@ -1,0 +1,133 @@
+"""Erasure and access requests: forget command, API, and what remains afterwards."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from campaigns import membership
+from campaigns.models import Audience, AudienceChange, AudienceMember, Message, Suppression
+from campaigns.models.email import email_hash
+from campaigns.privacy import forget
+from tests.factories import make_site, segment_event
+from tracking.ingest import SiteKey, parse_batch
+from tracking.models import Event, Profile, Visitor
+from tracking.storage import store_events
+
+pytestmark = pytest.mark.django_db
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def site():
+    return make_site()
+
+
+def store(site, *calls):
+    key = SiteKey(site.id, True, (), True, 395, (site.secret_key,), 10**6)
+    events, _ = parse_batch({"batch": list(calls)}, key=key, received_at=datetime.now(UTC),
+                            client_ip="192.0.2.1", single_type=None)  # fmt: skip
+    store_events(events, now=datetime.now(UTC))
+
+
+@pytest.fixture
+def ann(site):
+    store(
+        site,
+        segment_event(anonymousId="ann-laptop", event="Product Added"),
+        segment_event("identify", anonymousId="ann-laptop", userId="ann",
+                      traits={"email": "Ann@Example.com", "name": "Ann"},
+                      context={"consent": {"advertising": True}}),
+        segment_event("identify", anonymousId="ann-phone", userId="ann"),
+    )  # fmt: skip
+    profile = Profile.objects.get(site=site, user_id="ann")
+    audience = Audience.objects.create(site=site, name="Cart", include_hashed_emails=True)
+    membership.add_members([(audience.id, profile.id)], now=NOW)
+    Message.objects.create(site=site, profile=profile, to_email="Ann@Example.com", status="sent")
+    return profile
+
+
+def test_forget_by_email_erases_the_person_and_keeps_a_hashed_suppression(site, ann):
+    other = segment_event(anonymousId="bob", event="Product Viewed")
+    store(site, other)
+    report = forget(site, email="ann@example.com", now=NOW)
+    assert report.profiles == 1
+    assert report.events == 3
+    assert report.audience_removals == 1
+    assert report.messages_anonymised == 1
+    assert not Profile.objects.filter(id=ann.id).exists()
+    assert not Visitor.objects.filter(anonymous_id__startswith="ann-").exists()
+    assert not Event.objects.filter(anonymous_id__startswith="ann-").exists()
+    assert Event.objects.filter(anonymous_id="bob").count() == 1  # others untouched
+    suppression = Suppression.objects.get(site=site, email_hash=email_hash("ann@example.com"))
+    assert (suppression.email, suppression.reason) == ("", "erased")
+    assert Message.objects.get(site=site).to_email == ""
+    removal = AudienceChange.objects.get(action="remove")
+    assert removal.reason == "erased"
+    assert AudienceMember.objects.get().email_sha256 == ""
+
+
+def test_forget_by_anonymous_id_finds_the_whole_person(site, ann):
+    report = forget(site, anonymous_id="ann-phone", now=NOW)
+    assert report.profiles == 1
+    assert not Visitor.objects.filter(anonymous_id="ann-laptop").exists()
+
+
+def test_forget_is_idempotent_and_says_so(site, ann):
+    forget(site, email="ann@example.com", now=NOW)
+    again = forget(site, email="ann@example.com", now=NOW)
+    assert (again.profiles, again.events, again.suppressions_added) == (0, 0, 0)
+    assert Suppression.objects.filter(site=site).count() == 1
+
+
+def test_the_command_reports_and_refuses_an_ambiguous_site(site, ann):
+    out = StringIO()
+    call_command("forget", "--email", "ann@example.com", "--site", str(site.id), "--json",
+                 stdout=out)  # fmt: skip
+    assert json.loads(out.getvalue())["profiles"] == 1
+    make_site(name=site.name)
+    with pytest.raises(CommandError, match="matches 2 sites"):
+        call_command("forget", "--email", "x@example.com", "--site", site.name)
+
+
+def test_the_export_holds_profile_events_messages_and_audiences(site, ann):
+    out = StringIO()
+    call_command("export_person", "--anonymous-id", "ann-laptop", "--site", site.write_key,
+                 stdout=out)  # fmt: skip
+    data = json.loads(out.getvalue())
+    person = data["people"][0]
+    assert person["profile"]["email"] == "Ann@Example.com"
+    assert sorted(person["anonymousIds"]) == ["ann-laptop", "ann-phone"]
+    assert len(person["events"]) == 3
+    assert person["messages"][0]["to_email"] == "Ann@Example.com"
+    assert person["audiences"][0]["audience__name"] == "Cart"
+
+
+def auth(key):
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def test_the_api_exports_and_erases_with_the_secret_key_only(client, site, ann):
+    url = "/api/v1/privacy/person?email=ann@example.com"
+    assert client.get(url, **auth(site.write_key)).status_code == 403
+    exported = client.get(url, **auth(site.secret_key))
+    assert exported.status_code == 200
+    assert exported.json()["people"][0]["profile"]["userId"] == "ann"
+    erased = client.delete(url, **auth(site.secret_key))
+    assert erased.status_code == 200
+    assert erased.json()["erased"]["profiles"] == 1
+    assert client.get(url, **auth(site.secret_key)).json()["people"] == []
+
+
+@pytest.mark.parametrize(
+    "query", ["", "?email=ann@example.com&anonymousId=x", "?email=not-an-email"]
+)
+def test_the_api_names_a_bad_request(client, site, query):
+    response = client.delete(f"/api/v1/privacy/person{query}", **auth(site.secret_key))
+    assert response.status_code == 400
+    assert response.json()["field"] == "email"
