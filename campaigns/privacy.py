@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from campaigns import membership
-from campaigns.models import Message, Suppression
+from campaigns.models import EmailCapLock, Message, Suppression
 from campaigns.models.email import DevMail, EmailEvent, email_hash
 from tracking.models import Event, Profile, Site, Visitor
 
@@ -102,6 +102,7 @@ def forget(site: Site, *, email: str = "", anonymous_id: str = "", now: datetime
         Profile.objects.filter(merged_into_id__in=ids).update(merged_into=None)
         report.profiles = len(ids)
         Profile.objects.filter(id__in=ids).delete()  # visitors, enrollments, decisions cascade
+        EmailCapLock.objects.filter(profile_id__in=ids).delete()  # a bare id, no FK
     return report
 
 
@@ -172,3 +173,52 @@ def export(site: Site, *, email: str = "", anonymous_id: str = "") -> dict:
         site=site, email_hash__in=[email_hash(a) for a in addresses]
     ).values("reason", "created_at")
     return {"site": site.name, "people": people, "suppressions": list(suppressions)}
+
+
+# --- retention -----------------------------------------------------------------------
+
+
+def anonymise_inactive_profiles(*, now: datetime, inactive_days: int, batch: int = 1000) -> int:
+    """Strip identities from people not seen for `inactive_days`.
+
+    The profile keeps its (anonymous) events for reports but loses email, userId,
+    traits, consent and its browsers' anonymous ids (visitors are deleted, the
+    events' id columns blanked), and leaves every audience. Set-based, in batches.
+    """
+    from datetime import timedelta
+
+    cutoff = now - timedelta(days=inactive_days)
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Profile.objects.filter(last_seen_at__lt=cutoff)
+                .filter(
+                    Q(email__isnull=False) | Q(user_id__isnull=False) | Q(visitors__isnull=False)
+                )
+                .values_list("id", flat=True)
+                .distinct()[:batch]
+            )
+            if not ids:
+                return total
+            membership.remove_profiles(ids, now=now, reason="expired")
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE tracking_event SET anonymous_id = '', user_id = '', "
+                    "context = context - 'ip' - 'userAgent' "
+                    "WHERE profile_id = ANY(%s::bigint[])",
+                    [ids],
+                )
+            Visitor.objects.filter(profile_id__in=ids).delete()
+            Profile.objects.filter(id__in=ids).update(
+                email=None, email_verified=False, user_id=None, traits={}, consent={}
+            )
+            total += len(ids)
+
+
+def prune_message_bodies(*, now: datetime, days: int) -> int:
+    """Delete kept copies of sent emails (the dev mailbox) older than `days`."""
+    from datetime import timedelta
+
+    deleted, _ = DevMail.objects.filter(received_at__lt=now - timedelta(days=days)).delete()
+    return deleted

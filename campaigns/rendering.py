@@ -100,9 +100,15 @@ def _plain(value: Any, depth: int = 0) -> Any:
 
 
 def products_from(trigger: dict) -> list[dict]:
-    products = trigger.get("products") if isinstance(trigger, dict) else None
-    if not isinstance(products, list):
+    if not isinstance(trigger, dict):
         return []
+    products = trigger.get("products")
+    if not isinstance(products, list):
+        # Segment's single-product events (Product Added, Product Viewed) carry the
+        # product's fields at the top level instead of a products list.
+        if not (trigger.get("product_id") or trigger.get("sku") or trigger.get("name")):
+            return []
+        products = [trigger]
     result = []
     for item in products[:20]:
         if not isinstance(item, dict):

@@ -360,3 +360,21 @@ CELERY_BEAT_SCHEDULE.update(
         },
     }
 )
+
+# --- privacy: retention ----------------------------------------------------------------
+# People not seen for this many days lose email, userId, traits and anonymous ids.
+PROFILE_INACTIVE_DAYS = env_int("PROFILE_INACTIVE_DAYS", 395, minimum=1)
+# Kept copies of sent emails (the dev mailbox) are deleted after this many days.
+MESSAGE_BODY_DAYS = env_int("MESSAGE_BODY_DAYS", 30, minimum=1)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "anonymise-inactive-profiles": {
+            "task": "campaigns.tasks.privacy.anonymise_inactive_profiles",
+            "schedule": 6 * 3600,
+        },
+        "prune-message-bodies": {
+            "task": "campaigns.tasks.privacy.prune_message_bodies",
+            "schedule": 6 * 3600,
+        },
+    }
+)

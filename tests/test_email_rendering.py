@@ -127,3 +127,14 @@ def test_remote_stylesheets_are_not_fetched():
     rendered = render_email(template(html=body), data())
 
     assert '<p class="note" style="color: #555;">x</p>' in rendered.html
+
+
+def test_a_single_product_event_renders_as_one_product():
+    from campaigns.rendering import products_from
+
+    trigger = {"product_id": "mug", "name": "Enamel camp mug", "price": 18, "quantity": 2,
+               "url": "https://shop.test/mug"}  # fmt: skip
+    assert [(p["name"], p["quantity"], p["url"]) for p in products_from(trigger)] == [
+        ("Enamel camp mug", 2, "https://shop.test/mug")
+    ]
+    assert products_from({"value": 10}) == []

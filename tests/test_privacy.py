@@ -131,3 +131,38 @@ def test_the_api_names_a_bad_request(client, site, query):
     response = client.delete(f"/api/v1/privacy/person{query}", **auth(site.secret_key))
     assert response.status_code == 400
     assert response.json()["field"] == "email"
+
+
+def test_inactive_people_are_anonymised_and_active_ones_kept(site, ann):
+    from datetime import timedelta
+
+    from campaigns.privacy import anonymise_inactive_profiles
+
+    store(site, segment_event(anonymousId="recent", event="Product Viewed"))
+    Profile.objects.filter(id=ann.id).update(last_seen_at=NOW - timedelta(days=400))
+    count = anonymise_inactive_profiles(now=NOW, inactive_days=395)
+    assert count == 1
+    ann.refresh_from_db()
+    assert (ann.email, ann.user_id, ann.traits) == (None, None, {})
+    assert not Visitor.objects.filter(profile=ann).exists()
+    assert set(Event.objects.filter(profile_id=ann.id).values_list("anonymous_id", flat=True)) == {
+        ""
+    }
+    assert AudienceMember.objects.get(profile=ann).removal_reason == "expired"
+    assert Visitor.objects.filter(anonymous_id="recent").exists()
+    assert anonymise_inactive_profiles(now=NOW, inactive_days=395) == 0
+
+
+def test_old_dev_mailbox_copies_are_pruned(site):
+    from datetime import timedelta
+
+    from campaigns.models import DevMail
+    from campaigns.privacy import prune_message_bodies
+
+    old = DevMail.objects.create(esp_message_id="a", from_email="x", to="y", subject="old",
+                                 received_at=NOW - timedelta(days=40))  # fmt: skip
+    new = DevMail.objects.create(esp_message_id="b", from_email="x", to="y", subject="new",
+                                 received_at=NOW)  # fmt: skip
+    assert prune_message_bodies(now=NOW, days=30) == 1
+    assert list(DevMail.objects.values_list("id", flat=True)) == [new.id]
+    assert old.id != new.id

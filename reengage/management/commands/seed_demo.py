@@ -12,7 +12,7 @@ from reengage.demo import DEMO_SITE_NAME
 
 
 class Command(BaseCommand):
-    help = "Seed the demo store's site (idempotent) and print its keys."
+    help = "Seed the demo store (site, abandoned-cart campaign, template, audience); idempotent."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -31,17 +31,67 @@ class Command(BaseCommand):
                 "anonymize_ip": True,
             },
         )
+        seeded = seed_campaign(site)
         if json:
-            self.stdout.write(_json(site))
+            self.stdout.write(_json(site, seeded))
         else:
             verb = "created" if created else "already there"
             self.stdout.write(
                 f"Demo store {verb}: {settings.PUBLIC_URL}/demo/\n"
                 f"  write key:  {site.write_key}\n  secret key: {site.secret_key}\n"
+                f"  campaign:   {seeded['campaign']} (steps after {DEMO_DELAYS} minutes)\n"
+                f"  audience:   {seeded['audience']}\n"
             )
 
 
-def _json(site) -> str:
+DEMO_DELAYS = (2, 10)  # minutes: short, so a newcomer sees the result while they watch
+
+DEMO_TEMPLATE_HTML = """<h1>{% if first_name %}{{ first_name }}, you{% else %}You{% endif %} left
+something behind</h1>
+<p>Your cart at {{ site_name }} is waiting{% if value %} ({{ currency }} {{ value }}){% endif %}.</p>
+{{ products_block }}
+<p><a href="{{ cart_url|default:'#' }}">Back to your cart</a></p>
+{% if promo_code %}<p>Use code <strong>{{ promo_code }}</strong> for 10 % off.</p>{% endif %}
+"""
+
+
+def seed_campaign(site) -> dict:
+    """The demo's abandoned-cart campaign: two email-else-retarget steps, short delays."""
+    from campaigns.models import Audience, Campaign, EmailTemplate, SitePolicy, Step
+
+    # Demos run at any hour: no quiet hours, and a cap that a demo never reaches.
+    SitePolicy.objects.get_or_create(
+        site=site,
+        defaults={"quiet_hours_enabled": False, "email_cap_count": 20, "email_cap_days": 1},
+    )
+    template, _ = EmailTemplate.objects.get_or_create(
+        site=site,
+        name="Demo: you left something behind",
+        defaults={"subject": "Still thinking it over?", "preheader": "Your cart is saved.",
+                  "html": DEMO_TEMPLATE_HTML, "from_name": "Trailhead Supply",
+                  "from_email": "shop@demo.invalid"},
+    )  # fmt: skip
+    audience, _ = Audience.objects.get_or_create(
+        site=site, name="Demo: cart abandoners", defaults={"lifetime_days": 30}
+    )
+    campaign, created = Campaign.objects.get_or_create(
+        site=site,
+        name="Demo: abandoned cart",
+        defaults={"trigger_event": "Product Added", "goal_event": "Order Completed",
+                  "inactivity_minutes": DEMO_DELAYS[0], "reentry_cooldown_hours": 0,
+                  "holdout_percent": 0, "status": Campaign.Status.ACTIVE},
+    )  # fmt: skip
+    if created:
+        for position, delay in enumerate(DEMO_DELAYS):
+            Step.objects.create(
+                campaign=campaign, position=position, delay_minutes=delay,
+                delay_from=Step.DelayFrom.TRIGGER if position == 0 else Step.DelayFrom.PREVIOUS,
+                channel=Step.Channel.EMAIL_ELSE_RETARGET, template=template, audience=audience,
+            )  # fmt: skip
+    return {"campaign": campaign.name, "audience": audience.name, "template": template.name}
+
+
+def _json(site, seeded: dict) -> str:
     return json.dumps(
         {
             "id": site.id,
@@ -49,5 +99,6 @@ def _json(site) -> str:
             "write_key": site.write_key,
             "secret_key": site.secret_key,
             "url": f"{settings.PUBLIC_URL}/demo/",
+            **seeded,
         }
     )
