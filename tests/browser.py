@@ -34,6 +34,35 @@ CHROMIUM_ARGS = [
 ]
 
 
+@contextmanager
+def launch_chromium():
+    """Debian's Chromium under Playwright (never a downloaded browser), headless.
+
+    Playwright's sync API keeps an event loop in this thread; the ORM calls the
+    tests make between browser steps are still plain synchronous code, so
+    Django's async-safety check is lifted for the duration.
+    """
+    import os
+
+    import pytest
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run does)")
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        if previous is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
 class SiteServer:
     """Serves `pages[path]` (HTML strings) and `files[path]` (bytes, content type)."""
 

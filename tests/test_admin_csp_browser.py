@@ -3,19 +3,14 @@ is reported on the pages staff use, including the JavaScript widgets."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 from django.contrib.auth.models import Group
-from playwright.sync_api import sync_playwright
 
+from tests.browser import launch_chromium
 from tests.factories import make_site
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple"
 
 # Records violations before any of the page's own scripts run.
@@ -29,14 +24,7 @@ document.addEventListener('securitypolicyviolation', (e) => {
 
 @pytest.fixture
 def page():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run does)")
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # ORM calls between browser steps
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
+    with launch_chromium() as browser:
         page = browser.new_page()
         page.add_init_script(RECORD_VIOLATIONS)
         console = []
@@ -48,9 +36,6 @@ def page():
         )
         page.csp_console = console
         yield page
-        browser.close()
-    if previous is None:
-        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 def violations(page) -> list[str]:

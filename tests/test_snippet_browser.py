@@ -7,20 +7,17 @@ themselves and read PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from playwright.sync_api import sync_playwright
 
 from tests.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SiteServer,
     artifacts_on_failure,
     batch_posts,
+    launch_chromium,
     outbox,
     page_html,
     wait_until_acknowledged,
@@ -41,22 +38,12 @@ QUIET_MS = 1500
 
 @pytest.fixture(scope="module")
 def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run does)")
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls the
-    # tests make between browser steps are still plain synchronous code.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch_chromium() as browser:
         # Ingest drops bots, and "HeadlessChrome" is one: browse as a visitor would.
         page = browser.new_page()
         user_agent = page.evaluate("navigator.userAgent").replace("HeadlessChrome", "Chrome")
         page.close()
         yield browser, user_agent
-        browser.close()
-    if previous is None:
-        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from campaigns.management.commands.forget import site_from_option
+from campaigns.management.commands.forget import add_person_arguments, site_from_option
 from campaigns.privacy import export
 
 
@@ -12,10 +12,7 @@ class Command(BaseCommand):
     help = "Print everything held about a person on a site as JSON."
 
     def add_arguments(self, parser):
-        who = parser.add_mutually_exclusive_group(required=True)
-        who.add_argument("--email")
-        who.add_argument("--anonymous-id", help="an anonymousId or a userId")
-        parser.add_argument("--site", required=True, help="site id, name or write key")
+        add_person_arguments(parser)
 
     def handle(self, *args, email, anonymous_id, site, **options):
         import json

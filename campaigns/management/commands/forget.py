@@ -26,14 +26,19 @@ def site_from_option(value: str) -> Site:
     return sites[0]
 
 
+def add_person_arguments(parser) -> None:
+    """--email or --anonymous-id, and --site: how the privacy commands name a person."""
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email")
+    who.add_argument("--anonymous-id", help="an anonymousId or a userId")
+    parser.add_argument("--site", required=True, help="site id, name or write key")
+
+
 class Command(BaseCommand):
     help = "Erase everything about a person on a site; a hashed suppression remains."
 
     def add_arguments(self, parser):
-        who = parser.add_mutually_exclusive_group(required=True)
-        who.add_argument("--email")
-        who.add_argument("--anonymous-id", help="an anonymousId or a userId")
-        parser.add_argument("--site", required=True, help="site id, name or write key")
+        add_person_arguments(parser)
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, email, anonymous_id, site, json: bool, **options):
