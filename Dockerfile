@@ -13,7 +13,7 @@ RUN pip install --disable-pip-version-check .
 
 COPY . .
 # collectstatic needs settings but no services; use throwaway values.
-RUN DEBUG=0 SECRET_KEY=build-only ANYMAIL_WEBHOOK_SECRET=build:only DATABASE_URL=postgres://build@localhost/build \
+RUN DEBUG=0 SECRET_KEY=build-only ANYMAIL_WEBHOOK_SECRET=build:only FIELD_ENCRYPTION_KEY=build-only-not-a-real-key-0123456789 DATABASE_URL=postgres://build@localhost/build \
     REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput
 
 RUN useradd --system --uid 1000 reengage && chown -R reengage /app

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reengage.settings")
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)
+os.environ.setdefault("FIELD_ENCRYPTION_KEY", "bench-" + "y" * 60)
 os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("ANYMAIL_WEBHOOK_SECRET", "bench:bench")  # required with DEBUG off
 

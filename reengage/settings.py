@@ -42,6 +42,20 @@ if not SECRET_KEY:
         raise ConfigError("SECRET_KEY must be set when DEBUG is off (50+ random characters)")
     SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"  # noqa: S105
 
+# Encrypts sites' secret keys at rest (reengage/encryption.py). Comma-separated:
+# the first key encrypts, all of them decrypt, so it can be rotated. Losing it
+# makes every site's secret key unreadable: back it up apart from the database.
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEY", [])
+if not FIELD_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ConfigError(
+            "FIELD_ENCRYPTION_KEY must be set when DEBUG is off (32+ random characters; "
+            "it encrypts sites' secret keys, so back it up)"
+        )
+    FIELD_ENCRYPTION_KEYS = ["dev-only:" + SECRET_KEY]
+if any(len(key) < 32 for key in FIELD_ENCRYPTION_KEYS):
+    raise ConfigError("FIELD_ENCRYPTION_KEY: every comma-separated key needs 32+ characters")
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # The public URL of this reengage instance, used in snippets and email links.

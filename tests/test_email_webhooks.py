@@ -236,6 +236,12 @@ def test_engagement_moves_the_status_forward_but_never_back(client):
 def test_without_a_webhook_secret_outside_debug_the_settings_refuse_to_start():
     from tests.test_settings import run_manage
 
-    result = run_manage("check", DEBUG="0", SECRET_KEY="x" * 50, ANYMAIL_WEBHOOK_SECRET="")
+    result = run_manage(
+        "check",
+        DEBUG="0",
+        SECRET_KEY="x" * 50,
+        FIELD_ENCRYPTION_KEY="k" * 40,
+        ANYMAIL_WEBHOOK_SECRET="",
+    )
     assert result.returncode == 2
     assert "ANYMAIL_WEBHOOK_SECRET must be set when DEBUG is off" in result.stderr
