@@ -31,6 +31,17 @@ class SiteAdmin(admin.ModelAdmin):
     def domain_list(self, site: Site) -> str:
         return ", ".join(site.domains) or "—"
 
+    def save_model(self, request, site: Site, form, change: bool) -> None:
+        super().save_model(request, site, form, change)
+        if not change:
+            # Shown once: afterwards only the masked form is, and a lost key is rotated.
+            self.message_user(
+                request,
+                f"{site.name}: secret key {site.secret_key} — copy it now, "
+                "it is not shown again in full.",
+                messages.WARNING,
+            )
+
     @admin.display(description="secret key")
     def secret_key_masked(self, site: Site) -> str:
         if not site.pk:

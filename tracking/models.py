@@ -23,6 +23,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now as tz_now
 
+from reengage import encryption
+
 
 def new_write_key() -> str:
     return "wk_" + secrets.token_urlsafe(18)
@@ -65,11 +67,16 @@ class Site(models.Model):
         "*.example.com. Server-side calls with the secret key skip this check.",
     )
     write_key = models.CharField(max_length=64, unique=True, default=new_write_key, editable=False)
-    secret_key = models.CharField(
-        max_length=96, unique=True, default=new_secret_key, editable=False
-    )
+    # The secret key is the HMAC key for `user_hash`, so it is encrypted, not
+    # hashed (reengage/encryption.py); the digest finds the site behind a key
+    # without decrypting every row. Read and set it through `secret_key`.
+    secret_key_digest = models.CharField(max_length=64, unique=True, editable=False)
+    secret_key_encrypted = models.TextField(editable=False)
     # Rotation: the previous secret keeps working until this time.
-    previous_secret_key = models.CharField(max_length=96, blank=True, default="", editable=False)
+    previous_secret_key_digest = models.CharField(
+        max_length=64, blank=True, default="", db_index=True, editable=False
+    )
+    previous_secret_key_encrypted = models.TextField(blank=True, default="", editable=False)
     previous_secret_key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     consent_mode = models.CharField(
         max_length=10, choices=ConsentMode.choices, default=ConsentMode.NONE
@@ -103,23 +110,49 @@ class Site(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        if not self.secret_key_encrypted:
+            self.secret_key = new_secret_key()
+        super().save(*args, **kwargs)
+
+    @property
+    def secret_key(self) -> str:
+        """The plaintext secret key (decrypted; show it only to whoever created it)."""
+        return encryption.decrypt(self.secret_key_encrypted)
+
+    @secret_key.setter
+    def secret_key(self, value: str) -> None:
+        self.secret_key_digest = encryption.digest(value)
+        self.secret_key_encrypted = encryption.encrypt(value)
+
+    @property
+    def previous_secret_key(self) -> str:
+        token = self.previous_secret_key_encrypted
+        return encryption.decrypt(token) if token else ""
+
     def secret_keys(self, now=None) -> list[str]:
         now = now or tz_now()
         keys = [self.secret_key]
         expires = self.previous_secret_key_expires_at
-        if self.previous_secret_key and expires and expires > now:
+        if self.previous_secret_key_encrypted and expires and expires > now:
             keys.append(self.previous_secret_key)
         return keys
 
     def rotate_secret_key(self, overlap: timedelta = timedelta(hours=24), now=None) -> str:
+        """A new secret key, returned once; the current one keeps working for `overlap`."""
         now = now or tz_now()
-        self.previous_secret_key = self.secret_key
+        self.previous_secret_key_digest = self.secret_key_digest
+        self.previous_secret_key_encrypted = self.secret_key_encrypted
         self.previous_secret_key_expires_at = now + overlap
-        self.secret_key = new_secret_key()
+        new = new_secret_key()
+        self.secret_key = new
         self.save(
-            update_fields=["secret_key", "previous_secret_key", "previous_secret_key_expires_at"]
-        )
-        return self.secret_key
+            update_fields=[
+                "secret_key_digest", "secret_key_encrypted", "previous_secret_key_digest",
+                "previous_secret_key_encrypted", "previous_secret_key_expires_at",
+            ]
+        )  # fmt: skip
+        return new
 
     def user_hash(self, email: str) -> str:
         """The HMAC a site's backend computes to prove an email belongs to the visitor."""

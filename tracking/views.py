@@ -24,6 +24,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
+from reengage import encryption
 from tracking import buffer
 from tracking.ingest import MAX_BODY_BYTES, IngestError, SiteKey, is_storable, parse_batch
 
@@ -75,22 +76,37 @@ KEY_COPY = "reengage:key:"
 
 
 def _key_to_redis(key: str, site_key: SiteKey) -> None:
+    # Neither the secret key (in the copy's name) nor its siblings (in the value)
+    # reach Redis in plain text: the name is the key's digest, the value holds
+    # the secret keys encrypted, as in PostgreSQL.
+    data = dataclasses.asdict(site_key)
+    data["secret_keys_encrypted"] = [encryption.encrypt(k) for k in data.pop("secret_keys")]
     with contextlib.suppress(redis.RedisError):  # the copy is only a fallback
-        buffer.client().set(KEY_COPY + key, json.dumps(dataclasses.asdict(site_key)), ex=7 * 86400)
+        buffer.client().set(_copy_name(key), json.dumps(data), ex=7 * 86400)
 
 
 def _key_from_redis(key: str) -> SiteKey | None:
     try:
-        raw = buffer.client().get(KEY_COPY + key)
+        raw = buffer.client().get(_copy_name(key))
     except redis.RedisError:
         raw = None
     if raw is None:
         raise buffer.StorageUnavailable("PostgreSQL is down and this key is not cached")
     data = json.loads(raw)
-    data.setdefault("consent_mode", "none")  # copies written by older releases
     data["domains"] = tuple(data["domains"])
-    data["secret_keys"] = tuple(data["secret_keys"])
+    try:
+        data["secret_keys"] = tuple(
+            encryption.decrypt(k) for k in data.pop("secret_keys_encrypted")
+        )
+    except (KeyError, encryption.InvalidToken):  # an older release's copy, or a retired key
+        raise buffer.StorageUnavailable(
+            "PostgreSQL is down and this key's copy is unreadable"
+        ) from None
     return SiteKey(**data)
+
+
+def _copy_name(key: str) -> str:
+    return KEY_COPY + encryption.digest(key)
 
 
 def refresh_keys(keys: list[str]) -> None:
@@ -99,7 +115,7 @@ def refresh_keys(keys: list[str]) -> None:
     for key in filter(None, keys):
         _key_cache.pop(key, None)
         with contextlib.suppress(redis.RedisError):
-            buffer.client().delete(KEY_COPY + key)
+            buffer.client().delete(_copy_name(key))
         with contextlib.suppress(DatabaseError):
             lookup_key(key)
 
@@ -111,10 +127,18 @@ def _load_key(key: str) -> SiteKey | None:
 
     if not key or len(key) > 200 or not is_storable(key):
         return None
+    # Secret keys are found by their digest (under every configured encryption
+    # key, for rows not yet re-encrypted after a rotation), then decrypted once
+    # per cache fill.
+    digests = encryption.digests(key)
     site = (
-        Site.objects.filter(Q(write_key=key) | Q(secret_key=key) | Q(previous_secret_key=key))
+        Site.objects.filter(
+            Q(write_key=key)
+            | Q(secret_key_digest__in=digests)
+            | Q(previous_secret_key_digest__in=digests)
+        )
         .only(
-            "id", "write_key", "secret_key", "previous_secret_key",
+            "id", "write_key", "secret_key_encrypted", "previous_secret_key_encrypted",
             "previous_secret_key_expires_at", "domains", "anonymize_ip", "retention_days",
             "events_per_minute", "consent_mode",
         )
