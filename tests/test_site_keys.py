@@ -231,3 +231,16 @@ def test_the_migration_encrypts_existing_plaintext_keys_and_reverses():
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_a_redis_copy_without_encrypted_keys_is_unavailable_not_a_crash(redis_client):
+    from tracking import buffer
+    from tracking.views import _copy_name
+
+    site = make_site()
+    old_format = {"site_id": site.id, "trusted": True, "domains": [], "anonymize_ip": True,
+                  "retention_days": 395, "secret_keys": [site.secret_key],
+                  "events_per_minute": 60000}  # fmt: skip
+    redis_client.set(_copy_name(site.secret_key), json.dumps(old_format))
+    with pytest.raises(buffer.StorageUnavailable):
+        _key_from_redis(site.secret_key)
