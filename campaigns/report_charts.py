@@ -32,6 +32,7 @@ class Label:
     x: float
     y: float
     text: str
+    anchor: str = "start"  # SVG text-anchor
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ SERIES = [("enrolled", "Enrolled"), ("emailed", "Emailed"), ("converted", "Conve
 
 
 def daily_chart(days: list[Day]) -> Chart:
-    """Per day, side by side: enrolled, emailed and converted. A label every 7 days."""
+    """Per day, side by side: enrolled, emailed and converted. A date every 7 days,
+    counted back from today so that the last day always has one."""
     peak = max([getattr(d, s) for d in days for s, _ in SERIES] + [1])
     plot = HEIGHT - BOTTOM
     slot = WIDTH / max(len(days), 1)
@@ -67,8 +69,16 @@ def daily_chart(days: list[Day]) -> Chart:
                     title=f"{day.day:%d %b}: {value} {name.lower()}",
                 )
             )
-        if i % 7 == 0 or i == len(days) - 1:
-            labels.append(Label(x=round(i * slot + 1, 1), y=HEIGHT - 5, text=f"{day.day:%d %b}"))
+        if (len(days) - 1 - i) % 7 == 0:
+            last = i == len(days) - 1
+            labels.append(
+                Label(
+                    x=round((i + 1) * slot if last else (i + 0.5) * slot, 1),
+                    y=HEIGHT - 5,
+                    text=f"{day.day:%d %b}",
+                    anchor="end" if last else "middle",
+                )
+            )
     return Chart(WIDTH, HEIGHT, bars, labels, peak)
 
 

@@ -1,10 +1,14 @@
-"""The lift and its confidence interval, and the verdict's thresholds, against hand-computed numbers."""
+"""The lift, its confidence interval and the verdict, against hand-computed numbers;
+the charts' geometry."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 
-from campaigns.reports import lift_interval, verdict
+from campaigns.report_charts import daily_chart, funnel_chart
+from campaigns.reports import Day, lift_interval, verdict
 
 
 def test_the_lift_interval_matches_a_hand_computed_one():
@@ -74,3 +78,21 @@ def test_exactly_at_the_thresholds_the_verdict_is_given():
 
 def test_without_a_holdout_it_says_how_to_measure_lift():
     assert "set a holdout percent above 0" in verdict(30, 200, 0, 0)
+
+
+def test_the_daily_chart_labels_today_and_every_seventh_day_before_it():
+    first = date(2026, 10, 31)
+    chart = daily_chart([Day(first + timedelta(days=n), enrolled=n) for n in range(30)])
+    assert [label.text for label in chart.labels] == [
+        "01 Nov", "08 Nov", "15 Nov", "22 Nov", "29 Nov"
+    ]  # fmt: skip
+    assert chart.labels[-1].anchor == "end" and chart.labels[-1].x == chart.width
+    tallest = max(chart.bars, key=lambda bar: bar.height)
+    assert (tallest.series, tallest.y, chart.peak) == ("enrolled", 0, 29)
+
+
+def test_the_funnel_bars_shrink_with_each_stage():
+    chart = funnel_chart([("Triggered", 200), ("Clicked", 50), ("Converted", 0)])
+    widths = [bar.width for bar in chart.bars]
+    assert widths[1] == widths[0] / 4 and widths[2] == 1  # an empty stage still shows
+    assert [label.text for label in chart.labels[1::2]] == ["200", "50 (25 %)", "0 (0 %)"]
