@@ -7,10 +7,19 @@ state goes through the same checks as the forms (`campaigns.forms`).
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
 from campaigns.forms import CampaignForm, StepForm, StepInlineFormSet, campaign_problems
 from campaigns.models import Campaign, Decision, Enrollment, SitePolicy, Step
+from campaigns.report_charts import SERIES, daily_chart, funnel_chart
+from campaigns.reports import campaign_report
 
 
 class StepInline(admin.TabularInline):
@@ -29,7 +38,7 @@ class CampaignAdmin(admin.ModelAdmin):
     inlines = [StepInline]
     list_display = [
         "name", "site", "status", "trigger_event", "goal_event", "holdout_percent", "priority",
-        "active_enrollments",
+        "active_enrollments", "report_link",
     ]  # fmt: skip
     list_filter = ["status", "site"]
     search_fields = ["name", "trigger_event"]
@@ -64,6 +73,35 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.display(description="active enrollments", ordering="_active")
     def active_enrollments(self, campaign: Campaign) -> int:
         return campaign._active
+
+    @admin.display(description="report")
+    def report_link(self, campaign: Campaign) -> str:
+        url = reverse("admin:campaigns_campaign_report", args=[campaign.pk])
+        return format_html('<a href="{}">Report</a>', url)
+
+    def get_urls(self):
+        own = [
+            path("<int:pk>/report/", self.admin_site.admin_view(self.report_view),
+                 name="campaigns_campaign_report"),
+        ]  # fmt: skip
+        return own + super().get_urls()
+
+    def report_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        campaign = get_object_or_404(Campaign.objects.select_related("site"), pk=pk)
+        if not self.has_view_permission(request, campaign):
+            raise PermissionDenied
+        report = campaign_report(campaign, now=timezone.now())
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Report: {campaign}",
+            "opts": self.model._meta,
+            "original": campaign,
+            "report": report,
+            "daily": daily_chart(report.days),
+            "series": SERIES,
+            "funnel": funnel_chart(report.funnel),
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/report.html", context)
 
     @admin.action(description="Activate selected campaigns")
     def activate(self, request, queryset):
