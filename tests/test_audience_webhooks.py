@@ -240,3 +240,23 @@ def test_the_test_button_sends_a_signed_test_message(audience, receivers):
     payload = standardwebhooks.Webhook(destination.signing_secret).verify(body, headers)
     assert payload["type"] == "audience.test"
     assert not Delivery.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_signing_secret_is_encrypted_at_rest():
+    from django.db import connection
+
+    from campaigns.models import Audience, Destination
+    from tests.factories import make_site
+
+    destination = Destination.objects.create(
+        audience=Audience.objects.create(site=make_site(), name="A"), name="D",
+        url="https://receiver.example/hook",
+    )  # fmt: skip
+    secret = destination.signing_secret
+    assert secret.startswith("whsec_")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM campaigns_destination WHERE id = %s", [destination.id])
+        row = " ".join(str(value) for value in cursor.fetchone())
+    assert secret not in row
+    assert Destination.objects.get(id=destination.id).signing_secret == secret

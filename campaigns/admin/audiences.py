@@ -105,7 +105,15 @@ class DestinationAdmin(admin.ModelAdmin):
     formfield_overrides = HTTPS_URLS
     list_display = ["name", "audience", "url", "enabled", "pending", "dead"]
     list_filter = ["enabled", "audience"]
-    readonly_fields = ["signing_secret", "token_hint", "last_change_id", "created_at"]
+    readonly_fields = ["signing_secret_shown", "token_hint", "last_change_id", "created_at"]
+    exclude = ["signing_secret_encrypted"]
+
+    @admin.display(description="signing secret")
+    def signing_secret_shown(self, obj) -> str:
+        # Admins configure receivers with it; it is stored encrypted. Marketers
+        # cannot open destinations at all.
+        return obj.signing_secret if obj.pk else "created when the destination is saved"
+
     actions = ["send_test", "issue_token"]
 
     def get_queryset(self, request):

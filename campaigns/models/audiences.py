@@ -183,6 +183,12 @@ def new_signing_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+def _encrypted_new_secret() -> str:
+    from reengage.encryption import encrypt
+
+    return encrypt(new_signing_secret())
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -198,10 +204,9 @@ class Destination(models.Model):
         default="",
         help_text="Webhook URL that receives batches of changes. Blank: pull API only.",
     )
-    signing_secret = models.CharField(
-        max_length=100, default=new_signing_secret, editable=False,
-        help_text="Standard Webhooks secret the receiver verifies signatures with.",
-    )  # fmt: skip
+    # The Standard Webhooks secret, encrypted at rest (reengage.encryption, under
+    # FIELD_ENCRYPTION_KEY); `signing_secret` is the plaintext, for signing.
+    signing_secret_encrypted = models.TextField(editable=False, default=_encrypted_new_secret)
     # SHA-256 of the read-only pull-API token; the token itself is shown once.
     token_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
     token_hint = models.CharField(max_length=12, blank=True, default="", editable=False)
@@ -219,6 +224,19 @@ class Destination(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def signing_secret(self) -> str:
+        """The Standard Webhooks secret the receiver verifies signatures with."""
+        from reengage.encryption import decrypt
+
+        return decrypt(self.signing_secret_encrypted)
+
+    @signing_secret.setter
+    def signing_secret(self, value: str) -> None:
+        from reengage.encryption import encrypt
+
+        self.signing_secret_encrypted = encrypt(value)
 
     def issue_token(self) -> str:
         """A new read-only token for the pull API; the previous one stops working."""
