@@ -166,3 +166,15 @@ def test_old_dev_mailbox_copies_are_pruned(site):
     assert prune_message_bodies(now=NOW, days=30) == 1
     assert list(DevMail.objects.values_list("id", flat=True)) == [new.id]
     assert old.id != new.id
+
+
+def test_the_admin_erases_and_exports_the_selected_people(admin_client, site, ann):
+    url = "/admin/tracking/profile/"
+    exported = admin_client.post(url, {"action": "export_people", "_selected_action": [ann.id]})
+    assert exported.status_code == 200
+    assert json.loads(exported.content)[0]["people"][0]["profile"]["userId"] == "ann"
+    erased = admin_client.post(url, {"action": "erase_people", "_selected_action": [ann.id]},
+                               follow=True)  # fmt: skip
+    assert "Erased 1 people" in erased.content.decode()
+    assert not Profile.objects.filter(id=ann.id).exists()
+    assert Suppression.objects.filter(site=site, reason="erased").exists()
