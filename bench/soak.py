@@ -180,7 +180,7 @@ def main() -> int:
     stack.manage("flush_events", "--budget", "300")
     wait_for(lambda: stack.query(
         "SELECT count(*) FROM campaigns_message WHERE status IN ('queued', 'sending')")[0][0] == 0,
-        timeout=600, what="queued emails sent")  # fmt: skip
+        timeout=max(600, duration), what="queued emails sent")  # fmt: skip
     for proc in (beat, worker):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
