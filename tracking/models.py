@@ -160,24 +160,6 @@ class Site(models.Model):
             self.secret_key.encode(), email.strip().lower().encode(), hashlib.sha256
         ).hexdigest()
 
-    def verify_user_hash(self, email: str, given: str, now=None) -> bool:
-        message = email.strip().lower().encode()
-        return any(
-            hmac.compare_digest(hmac.new(key.encode(), message, hashlib.sha256).hexdigest(), given)
-            for key in self.secret_keys(now)
-        )
-
-    def allows_origin(self, origin_host: str) -> bool:
-        host = origin_host.lower()
-        for domain in self.domains:
-            domain = domain.lower()
-            if domain.startswith("*."):
-                if host == domain[2:] or host.endswith(domain[1:]):
-                    return True
-            elif host == domain:
-                return True
-        return False
-
 
 class Profile(models.Model):
     """One person on one site: traits, consent, and the identities that point here."""
