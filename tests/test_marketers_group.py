@@ -63,6 +63,11 @@ def test_a_marketer_holds_the_campaign_permissions(marketer):
     assert not marketer.has_perm("auth.change_user")
 
 
+def test_a_marketer_can_read_the_dev_mailbox_but_not_change_it(client, marketer):
+    assert client.get("/admin/campaigns/devmail/").status_code == 200
+    assert not marketer.has_perm("campaigns.change_devmail")
+
+
 def test_a_marketer_cannot_manage_users_or_two_factor_devices(client, marketer):
     assert client.get("/admin/auth/user/").status_code == 403
     assert client.get("/admin/otp_totp/totpdevice/").status_code == 403

@@ -43,6 +43,8 @@ PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "audiencemember": VIEW,
         "audiencechange": VIEW,
         "sitepolicy": VIEW,
+        # The development mailbox: a marketer checks there what their campaign sent.
+        "devmail": VIEW,
     },
     "tracking": {
         "profile": VIEW,
