@@ -84,11 +84,20 @@ class AudienceAdmin(admin.ModelAdmin):
 class AudienceMemberAdmin(admin.ModelAdmin):
     """Read-only: members change through campaigns, rules, expiry and erasure only."""
 
-    list_display = ["id", "audience", "profile", "added_by", "added_at", "expires_at",
-                    "removed_at", "removal_reason"]  # fmt: skip
+    list_display = ["id", "audience", "profile", "cookie_ids", "added_by", "added_at",
+                    "expires_at", "removed_at", "removal_reason"]  # fmt: skip
     list_filter = ["audience", "removal_reason", "added_by"]
     list_select_related = ["audience", "profile"]
+    search_fields = ["profile__email", "profile__visitors__anonymous_id"]
     show_full_result_count = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("profile__visitors")
+
+    @admin.display(description="cookie IDs")
+    def cookie_ids(self, member: AudienceMember) -> str:
+        # What ad platforms match on for anonymous members (their profile has no email).
+        return ", ".join(visitor.anonymous_id for visitor in member.profile.visitors.all()) or "—"
 
     def has_add_permission(self, request) -> bool:
         return False
