@@ -9,6 +9,7 @@ as in production.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import ssl
@@ -20,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -42,8 +42,6 @@ def launch_chromium():
     tests make between browser steps are still plain synchronous code, so
     Django's async-safety check is lifted for the duration.
     """
-    import os
-
     import pytest
     from playwright.sync_api import sync_playwright
 
@@ -159,6 +157,12 @@ def batch_posts(requests: list) -> list[dict]:
     return [json.loads(r.post_data) for r in requests if r.url.endswith("/v1/batch")]
 
 
+def artifacts_dir() -> Path:
+    """Where browser tests leave screenshots: $TEST_ARTIFACTS_DIR, else .data/test-artifacts
+    (gitignored; .ci/run prints the path so a CI run's screenshots can be found)."""
+    return Path(os.environ.get("TEST_ARTIFACTS_DIR") or ROOT / ".data" / "test-artifacts")
+
+
 @contextmanager
 def artifacts_on_failure(request, context) -> Iterator[list[str]]:
     """Collect the console; on failure save it and a screenshot of each page."""
@@ -169,7 +173,7 @@ def artifacts_on_failure(request, context) -> Iterator[list[str]]:
     report = getattr(request.node, "report_call", None)
     if report is None or not report.failed:
         return
-    target = ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.nodeid)
+    target = artifacts_dir() / re.sub(r"[^\w.-]+", "_", request.node.nodeid)
     target.mkdir(parents=True, exist_ok=True)
     (target / "console.log").write_text("\n".join(console) + "\n")
     for index, page in enumerate(context.pages):

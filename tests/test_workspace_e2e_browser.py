@@ -1,0 +1,287 @@
+"""The marketer's workspace end to end, in a real Chromium: from an empty campaign to its report.
+
+A marketer (a staff user in the Marketers group, not a superuser) writes a
+template and a campaign in the admin and activates it. Two visitors browse the
+demo store in their own browser profiles: one signs up (a verified email) and
+one stays anonymous; both add to cart and leave. The test then runs the flusher
+and moves the engine's clock two hours on (no sleeping), sends what the engine
+queued, and the marketer finds the email in the dev mailbox, the decision on
+the visitor's page, the numbers on the report and the anonymous visitor's
+cookie ID in the audience.
+
+Each key screen is saved as a screenshot under the artifacts directory
+(tests.browser.artifacts_dir); `tools/docs_screenshots.py` copies them into
+docs/img/ for the getting-started guide.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from playwright.sync_api import expect
+
+from campaigns.decide import tick
+from campaigns.models import Audience, Campaign
+from campaigns.sending import send_queued
+from tests.browser import (
+    artifacts_dir,
+    artifacts_on_failure,
+    launch_chromium,
+    wait_until_acknowledged,
+)
+from tracking.flush import flush_until_empty
+from tracking.views import clear_key_cache
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PASSWORD = "correct horse battery staple"
+VIEWPORT = {"width": 1280, "height": 800}
+SHOPPER = "ann@example.com"
+TEMPLATE_HTML = (
+    "<h1>{% if first_name %}{{ first_name }}, your{% else %}Your{% endif %} gear is waiting</h1>\n"
+    "<p>You left this in your cart at {{ site_name }}:</p>\n{{ products_block }}\n"
+    "<p><a href=\"{{ cart_url|default:'#' }}\">Back to your cart</a></p>"
+)
+
+
+class Screens:
+    """Full-window screenshots of the key screens, named in the order they were taken."""
+
+    def __init__(self) -> None:
+        self.directory = artifacts_dir() / "workspace"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for old in self.directory.glob("*.png"):
+            old.unlink()
+        self.count = 0
+
+    def take(self, page, name: str) -> None:
+        self.count += 1
+        page.screenshot(path=str(self.directory / f"{self.count:02d}-{name}.png"))
+
+
+@pytest.fixture
+def chromium():
+    with launch_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def demo(live_server, transactional_db, redis_client, settings):
+    """The demo store as `make run` seeds it, its snippet pointed at the live server."""
+    settings.PUBLIC_URL = live_server.url
+    settings.EMAIL_BACKEND = "campaigns.devmail.EmailBackend"
+    clear_key_cache()
+    call_command("seed_demo", verbosity=0)
+    return live_server.url
+
+
+@pytest.fixture
+def marketer(django_user_model):
+    user = django_user_model.objects.create_user(
+        "mia", "mia@shop.test", PASSWORD, is_staff=True, first_name="Mia"
+    )
+    user.groups.add(Group.objects.get(name="Marketers"))
+    return user
+
+
+def test_a_marketer_builds_a_campaign_that_emails_one_visitor_and_retargets_another(
+    chromium, demo, marketer, request
+):
+    screens = Screens()
+    admin = chromium.new_context(viewport=VIEWPORT)
+    with artifacts_on_failure(request, admin):
+        page = admin.new_page()
+        log_in(page, demo, screens)
+        write_template(page, demo, screens)
+        campaign = build_campaign(page, demo, screens)
+        activate(page, demo, campaign)
+
+        visitors = shopper_context(chromium)
+        with artifacts_on_failure(request, visitors):
+            known = browse_and_abandon(visitors, demo, screens, email=SHOPPER)
+        visitors.close()
+        strangers = shopper_context(chromium)
+        with artifacts_on_failure(request, strangers):
+            anonymous = browse_and_abandon(strangers, demo, None, email=None)
+        strangers.close()
+        assert known != anonymous
+
+        run_the_clock_forward()
+
+        read_the_email(page, demo, screens)
+        see_the_decision(page, demo, screens)
+        read_the_report(page, demo, screens, campaign)
+        find_the_cookie_in_the_audience(page, demo, screens, anonymous)
+    admin.close()
+
+
+# --- the marketer --------------------------------------------------------------------------
+
+
+def log_in(page, base: str, screens: Screens) -> None:
+    page.goto(f"{base}/admin/login/?next=/admin/")
+    screens.take(page, "login")
+    page.fill("#id_username", "mia")
+    page.fill("#id_password", PASSWORD)
+    page.click("[type=submit]")
+    page.wait_for_url(f"{base}/admin/")
+    # A marketer: campaigns, yes; the sites and their keys, no.
+    expect(page.locator("a[href='/admin/campaigns/campaign/']").first).to_be_visible()
+    expect(page.locator("a[href='/admin/tracking/site/']")).to_have_count(0)
+
+
+def write_template(page, base: str, screens: Screens) -> None:
+    page.goto(f"{base}/admin/campaigns/emailtemplate/add/")
+    page.select_option("#id_site", label="Demo store")
+    page.fill("#id_name", "Cart reminder")
+    page.fill("#id_subject", "Your gear is still in the cart")
+    page.fill("#id_preheader", "Saved for you at Trailhead Supply")
+    page.fill("#id_from_name", "Trailhead Supply")
+    page.fill("#id_from_email", "shop@demo.invalid")
+    page.fill("#id_html", TEMPLATE_HTML)
+    # The live preview renders the unsaved draft with sample data.
+    expect(page.frame_locator("#live-preview-frame").locator("h1")).to_contain_text(
+        "Ada, your gear is waiting"
+    )
+    screens.take(page, "template-form")
+    page.click("[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("Cart reminder")
+
+
+def build_campaign(page, base: str, screens: Screens) -> Campaign:
+    page.goto(f"{base}/admin/campaigns/campaign/add/")
+    page.select_option("#id_site", label="Demo store")
+    page.fill("#id_name", "Win back abandoned carts")
+    page.fill("#id_trigger_event", "Product Added")
+    page.fill("#id_goal_event", "Order Completed")
+    page.fill("#id_inactivity_minutes", "30")
+    page.fill("#id_holdout_percent", "0")
+    page.fill("#id_reentry_cooldown_hours", "24")
+    # One step, added inline: an hour after the trigger, email if allowed, else retarget.
+    page.click(".add-row a")
+    page.fill("#id_steps-0-position", "0")
+    page.fill("#id_steps-0-delay_minutes", "60")
+    page.select_option("#id_steps-0-delay_from", "trigger")
+    page.select_option("#id_steps-0-channel", "email_else_retarget")
+    page.select_option("#id_steps-0-template", label="Cart reminder")
+    page.select_option("#id_steps-0-audience", label="Demo: cart abandoners")
+    page.locator("#steps-group").scroll_into_view_if_needed()
+    screens.take(page, "campaign-form")
+    page.click("[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("Win back abandoned carts")
+    campaign = Campaign.objects.get(name="Win back abandoned carts")
+    assert campaign.status == Campaign.Status.DRAFT
+    assert campaign.steps.get().template.name == "Cart reminder"
+    return campaign
+
+
+def activate(page, base: str, campaign: Campaign) -> None:
+    """Activate the new campaign and pause the seeded demo one, which shares its trigger."""
+    page.goto(f"{base}/admin/campaigns/campaign/")
+    for name, action, says in [
+        ("Win back abandoned carts", "activate", "is active"),
+        ("Demo: abandoned cart", "pause", "1 campaign(s) paused"),
+    ]:
+        pk = Campaign.objects.get(name=name).pk
+        page.check(f"input[name=_selected_action][value='{pk}']")
+        page.select_option("select[name=action]", action)
+        page.click("[name=index]")
+        expect(page.locator(".messagelist")).to_contain_text(says)
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.ACTIVE
+
+
+def read_the_email(page, base: str, screens: Screens) -> None:
+    page.goto(f"{base}/admin/campaigns/devmail/")
+    row = page.locator("#result_list tbody tr", has_text=SHOPPER)
+    expect(row).to_contain_text("Your gear is still in the cart")
+    screens.take(page, "dev-mailbox")
+    row.locator("th a").click()
+    email = page.frame_locator("iframe").locator("body")
+    expect(email).to_contain_text("Your gear is waiting")
+    expect(email).to_contain_text("Folding lantern")
+    screens.take(page, "email")
+
+
+def see_the_decision(page, base: str, screens: Screens) -> None:
+    """The visitor's enrollment page lists each decision with its reason."""
+    page.goto(f"{base}/admin/campaigns/enrollment/?q={SHOPPER}")
+    page.locator("#result_list tbody tr th a").first.click()
+    timeline = page.locator("#decisions-group, .inline-group").first
+    expect(timeline).to_contain_text("Email queued")
+    screens.take(page, "visitor-timeline")
+
+
+def read_the_report(page, base: str, screens: Screens, campaign: Campaign) -> None:
+    page.goto(f"{base}/admin/campaigns/campaign/")
+    row = page.locator("#result_list tr", has_text=campaign.name)
+    row.get_by_role("link", name="Report").click()
+    expect(page.locator(".verdict")).not_to_be_empty()
+    totals = page.locator("table", has_text="Enrolled")
+    expect(totals.locator("tr", has_text="Enrolled")).to_contain_text("2")
+    expect(totals.locator("tr", has_text="Emails queued")).to_contain_text("1")
+    expect(totals.locator("tr", has_text="Retargeted")).to_contain_text("1")
+    expect(page.locator("svg.chart rect").first).to_be_attached()
+    screens.take(page, "report")
+
+
+def find_the_cookie_in_the_audience(page, base: str, screens: Screens, cookie_id: str) -> None:
+    audience = Audience.objects.get(name="Demo: cart abandoners")
+    page.goto(f"{base}/admin/campaigns/audiencemember/?audience__id__exact={audience.pk}")
+    expect(page.locator("#result_list tbody")).to_contain_text(cookie_id)
+    screens.take(page, "audience")
+
+
+# --- the visitors --------------------------------------------------------------------------
+
+
+def shopper_context(chromium):
+    """A browser profile of its own; the ingest drops "HeadlessChrome" as a bot."""
+    context = chromium.new_context(viewport=VIEWPORT)
+    probe = context.new_page()
+    user_agent = probe.evaluate("navigator.userAgent").replace("HeadlessChrome", "Chrome")
+    context.close()
+    return chromium.new_context(viewport=VIEWPORT, user_agent=user_agent)
+
+
+def browse_and_abandon(context, base: str, screens: Screens | None, *, email: str | None) -> str:
+    """Sign up (when given an email), add a lantern to the cart, look at the cart and
+    leave once the snippet has delivered everything. Returns the visitor's cookie ID."""
+    page = context.new_page()
+    if email:
+        page.goto(f"{base}/demo/signup/")
+        page.fill("input[name=email]", email)
+        page.click("button[type=submit]")
+        expect(page.locator("main")).to_contain_text(f"Welcome, {email}")
+        wait_until_acknowledged(page)
+    page.goto(f"{base}/demo/product/lamp/")
+    page.click("#add-to-cart")
+    expect(page.locator("#added")).to_be_visible()
+    if screens:
+        screens.take(page, "demo-product")
+    page.click("#cart-link")
+    expect(page.locator("#cart")).to_contain_text("Folding lantern")
+    if screens:
+        screens.take(page, "cart")
+    wait_until_acknowledged(page)
+    cookie = next(c["value"] for c in context.cookies() if c["name"] == "rg_aid")
+    page.close()
+    return cookie
+
+
+# --- the engine ----------------------------------------------------------------------------
+
+
+def run_the_clock_forward() -> None:
+    """Store the events, then decide and send as beat would two hours later."""
+    flushed = flush_until_empty(budget_seconds=10)
+    assert flushed.stored > 0 and not flushed.errors
+    later = datetime.now(UTC) + timedelta(hours=2)
+    decided = tick(now=later)
+    # The anonymous visitor is retargeted because they have no verified email.
+    assert dict(decided.counts) == {("email", "emailed"): 1, ("retarget", "no_verified_email"): 1}
+    sent = send_queued(clock=lambda: later)
+    assert sent.counts == {"sent": 1}
