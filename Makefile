@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint format snippet check-deploy clean-data embedded-status embedded-stop
+.PHONY: install run test lint format snippet screenshots check-deploy clean-data embedded-status embedded-stop
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ format: $(STAMP)
 # Rebuild static/reengage/reengage.js after editing reengage.src.js.
 snippet: $(STAMP)
 	$(PY) -m tracking.snippet_build
+
+# Retake docs/img/ from the end-to-end test's key screens (tools/docs_screenshots.py).
+screenshots: $(STAMP)
+	$(PY) tools/docs_screenshots.py
 
 embedded-status: $(STAMP)
 	$(PY) -m reengage.embedded status
