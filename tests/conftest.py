@@ -90,9 +90,17 @@ def _clean_partitioned_events(request):
 
 @pytest.fixture(scope="session", autouse=True)
 def _empty_events_at_start(django_db_setup, django_db_blocker):
-    """--reuse-db keeps the database between runs; start without stale events."""
-    from django.db import connection
+    """--reuse-db keeps the database between runs; start without stale events.
 
+    When no collected test uses the database (`pytest tests/test_docs_links.py`),
+    pytest-django creates no test database and the connection still names the
+    real one from DATABASE_URL: leave that alone.
+    """
+    from django.db import connection
+    from django.db.backends.base.creation import TEST_DATABASE_PREFIX
+
+    if not connection.settings_dict["NAME"].startswith(TEST_DATABASE_PREFIX):
+        return
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute("TRUNCATE tracking_event")
 
