@@ -146,6 +146,7 @@ def write_template(page, base: str, screens: Screens) -> None:
     expect(page.frame_locator("#live-preview-frame").locator("h1")).to_contain_text(
         "Ada, your gear is waiting"
     )
+    page.locator("#id_html").evaluate("field => field.scrollIntoView()")
     screens.take(page, "template-form")
     page.click("[name=_save]")
     expect(page.locator(".messagelist")).to_contain_text("Cart reminder")
@@ -212,6 +213,7 @@ def see_the_decision(page, base: str, screens: Screens) -> None:
     page.locator("#result_list tbody tr th a").first.click()
     timeline = page.locator("#decisions-group, .inline-group").first
     expect(timeline).to_contain_text("Email queued")
+    timeline.evaluate("group => group.scrollIntoView()")
     screens.take(page, "visitor-timeline")
 
 
