@@ -88,7 +88,6 @@ class AudienceMemberAdmin(admin.ModelAdmin):
                     "expires_at", "removed_at", "removal_reason"]  # fmt: skip
     list_filter = ["audience", "removal_reason", "added_by"]
     list_select_related = ["audience", "profile"]
-    search_fields = ["profile__email", "profile__visitors__anonymous_id"]
     show_full_result_count = False
 
     def get_queryset(self, request):
