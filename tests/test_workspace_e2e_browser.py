@@ -16,6 +16,7 @@ docs/img/ for the getting-started guide.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,7 +31,6 @@ from tests.browser import (
     artifacts_dir,
     artifacts_on_failure,
     launch_chromium,
-    wait_until_acknowledged,
 )
 from tracking.flush import flush_until_empty
 from tracking.views import clear_key_cache
@@ -39,6 +39,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PASSWORD = "correct horse battery staple"
 VIEWPORT = {"width": 1280, "height": 800}
+TIMEOUT_MS = 30_000
 SHOPPER = "ann@example.com"
 TEMPLATE_HTML = (
     "<h1>{% if first_name %}{{ first_name }}, your{% else %}Your{% endif %} gear is waiting</h1>\n"
@@ -57,15 +58,27 @@ class Screens:
             old.unlink()
         self.count = 0
 
-    def take(self, page, name: str) -> None:
+    def take(self, page, name: str, *, full_page: bool = False) -> None:
         self.count += 1
-        page.screenshot(path=str(self.directory / f"{self.count:02d}-{name}.png"))
+        path = self.directory / f"{self.count:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
 
 
 @pytest.fixture
-def chromium():
-    with launch_chromium() as browser:
-        yield browser
+def browser_context(request):
+    """Opens Chromium profiles (contexts) of the test's own; on failure each one's pages
+    and console are saved under the artifacts directory before it closes."""
+    with launch_chromium() as browser, ExitStack() as contexts:
+
+        def open_context(**options):
+            context = browser.new_context(viewport=VIEWPORT, **options)
+            # A busy machine (the whole suite on two cores) can take seconds per page.
+            context.set_default_timeout(TIMEOUT_MS)
+            contexts.callback(context.close)
+            contexts.enter_context(artifacts_on_failure(request, context))
+            return context
+
+        yield open_context
 
 
 @pytest.fixture
@@ -88,34 +101,37 @@ def marketer(django_user_model):
 
 
 def test_a_marketer_builds_a_campaign_that_emails_one_visitor_and_retargets_another(
-    chromium, demo, marketer, request
+    browser_context, demo, marketer
 ):
     screens = Screens()
-    admin = chromium.new_context(viewport=VIEWPORT)
-    with artifacts_on_failure(request, admin):
-        page = admin.new_page()
-        log_in(page, demo, screens)
-        write_template(page, demo, screens)
-        campaign = build_campaign(page, demo, screens)
-        activate(page, demo, campaign)
+    page = browser_context().new_page()
+    log_in(page, demo, screens)
+    write_template(page, demo, screens)
+    campaign = build_campaign(page, demo, screens)
+    activate(page, demo, campaign)
 
-        visitors = shopper_context(chromium)
-        with artifacts_on_failure(request, visitors):
-            known = browse_and_abandon(visitors, demo, screens, email=SHOPPER)
-        visitors.close()
-        strangers = shopper_context(chromium)
-        with artifacts_on_failure(request, strangers):
-            anonymous = browse_and_abandon(strangers, demo, None, email=None)
-        strangers.close()
-        assert known != anonymous
+    # Two visitors, each in a browser profile of their own. The ingest drops
+    # "HeadlessChrome" as a bot, so they present as the Chrome it is.
+    user_agent = page.evaluate("navigator.userAgent").replace("HeadlessChrome", "Chrome")
+    known = browse_and_abandon(browser_context(user_agent=user_agent), demo, screens, email=SHOPPER)
+    anonymous = browse_and_abandon(browser_context(user_agent=user_agent), demo, None, email=None)
+    assert known != anonymous
 
-        run_the_clock_forward()
+    run_the_clock_forward()
 
-        read_the_email(page, demo, screens)
-        see_the_decision(page, demo, screens)
-        read_the_report(page, demo, screens, campaign)
-        find_the_cookie_in_the_audience(page, demo, screens, anonymous)
-    admin.close()
+    read_the_email(page, demo, screens)
+    see_the_decision(page, demo, screens)
+    read_the_report(page, demo, screens, campaign)
+    find_the_cookie_in_the_audience(page, demo, screens, anonymous)
+
+
+def follow(page, target) -> None:
+    """Click a link or button (a selector or a locator) and wait for the page it loads."""
+    with page.expect_navigation():
+        if isinstance(target, str):
+            page.click(target)
+        else:
+            target.click()
 
 
 # --- the marketer --------------------------------------------------------------------------
@@ -126,8 +142,8 @@ def log_in(page, base: str, screens: Screens) -> None:
     screens.take(page, "login")
     page.fill("#id_username", "mia")
     page.fill("#id_password", PASSWORD)
-    page.click("[type=submit]")
-    page.wait_for_url(f"{base}/admin/")
+    follow(page, "[type=submit]")
+    assert page.url == f"{base}/admin/"
     # A marketer: campaigns, yes; the sites and their keys, no.
     expect(page.locator("a[href='/admin/campaigns/campaign/']").first).to_be_visible()
     expect(page.locator("a[href='/admin/tracking/site/']")).to_have_count(0)
@@ -144,11 +160,11 @@ def write_template(page, base: str, screens: Screens) -> None:
     page.fill("#id_html", TEMPLATE_HTML)
     # The live preview renders the unsaved draft with sample data.
     expect(page.frame_locator("#live-preview-frame").locator("h1")).to_contain_text(
-        "Ada, your gear is waiting"
+        "Ada, your gear is waiting", timeout=TIMEOUT_MS
     )
-    page.locator("#id_html").evaluate("field => field.scrollIntoView()")
-    screens.take(page, "template-form")
-    page.click("[name=_save]")
+    # The whole page: the form and, under it, the preview.
+    screens.take(page, "template-form", full_page=True)
+    follow(page, "[name=_save]")
     expect(page.locator(".messagelist")).to_contain_text("Cart reminder")
 
 
@@ -171,7 +187,7 @@ def build_campaign(page, base: str, screens: Screens) -> Campaign:
     page.select_option("#id_steps-0-audience", label="Demo: cart abandoners")
     page.locator("#steps-group").scroll_into_view_if_needed()
     screens.take(page, "campaign-form")
-    page.click("[name=_save]")
+    follow(page, "[name=_save]")
     expect(page.locator(".messagelist")).to_contain_text("Win back abandoned carts")
     campaign = Campaign.objects.get(name="Win back abandoned carts")
     assert campaign.status == Campaign.Status.DRAFT
@@ -189,7 +205,7 @@ def activate(page, base: str, campaign: Campaign) -> None:
         pk = Campaign.objects.get(name=name).pk
         page.check(f"input[name=_selected_action][value='{pk}']")
         page.select_option("select[name=action]", action)
-        page.click("[name=index]")
+        follow(page, "[name=index]")
         expect(page.locator(".messagelist")).to_contain_text(says)
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.ACTIVE
@@ -200,7 +216,7 @@ def read_the_email(page, base: str, screens: Screens) -> None:
     row = page.locator("#result_list tbody tr", has_text=SHOPPER)
     expect(row).to_contain_text("Your gear is still in the cart")
     screens.take(page, "dev-mailbox")
-    row.locator("th a").click()
+    follow(page, row.locator("th a"))
     email = page.frame_locator("iframe").locator("body")
     expect(email).to_contain_text("Your gear is waiting")
     expect(email).to_contain_text("Folding lantern")
@@ -210,17 +226,16 @@ def read_the_email(page, base: str, screens: Screens) -> None:
 def see_the_decision(page, base: str, screens: Screens) -> None:
     """The visitor's enrollment page lists each decision with its reason."""
     page.goto(f"{base}/admin/campaigns/enrollment/?q={SHOPPER}")
-    page.locator("#result_list tbody tr th a").first.click()
+    follow(page, page.locator("#result_list tbody tr th a").first)
     timeline = page.locator("#decisions-group, .inline-group").first
     expect(timeline).to_contain_text("Email queued")
-    timeline.evaluate("group => group.scrollIntoView()")
-    screens.take(page, "visitor-timeline")
+    screens.take(page, "visitor-timeline", full_page=True)
 
 
 def read_the_report(page, base: str, screens: Screens, campaign: Campaign) -> None:
     page.goto(f"{base}/admin/campaigns/campaign/")
     row = page.locator("#result_list tr", has_text=campaign.name)
-    row.get_by_role("link", name="Report").click()
+    follow(page, row.get_by_role("link", name="Report"))
     expect(page.locator(".verdict")).not_to_be_empty()
     totals = page.locator("table", has_text="Enrolled")
     expect(totals.locator("tr", has_text="Enrolled")).to_contain_text("2")
@@ -240,38 +255,45 @@ def find_the_cookie_in_the_audience(page, base: str, screens: Screens, cookie_id
 # --- the visitors --------------------------------------------------------------------------
 
 
-def shopper_context(chromium):
-    """A browser profile of its own; the ingest drops "HeadlessChrome" as a bot."""
-    context = chromium.new_context(viewport=VIEWPORT)
-    probe = context.new_page()
-    user_agent = probe.evaluate("navigator.userAgent").replace("HeadlessChrome", "Chrome")
-    context.close()
-    return chromium.new_context(viewport=VIEWPORT, user_agent=user_agent)
-
-
 def browse_and_abandon(context, base: str, screens: Screens | None, *, email: str | None) -> str:
     """Sign up (when given an email), add a lantern to the cart, look at the cart and
-    leave once the snippet has delivered everything. Returns the visitor's cookie ID."""
+    leave, each step once reengage has acknowledged what the snippet sent (so nothing
+    is left to arrive after the test). Returns the visitor's cookie ID."""
     page = context.new_page()
     if email:
         page.goto(f"{base}/demo/signup/")
         page.fill("input[name=email]", email)
-        page.click("button[type=submit]")
+        with delivered(page, "user_hash"):
+            follow(page, "button[type=submit]")
         expect(page.locator("main")).to_contain_text(f"Welcome, {email}")
-        wait_until_acknowledged(page)
     page.goto(f"{base}/demo/product/lamp/")
-    page.click("#add-to-cart")
+    with delivered(page, "Product Added"):
+        page.click("#add-to-cart")
     expect(page.locator("#added")).to_be_visible()
     if screens:
         screens.take(page, "demo-product")
-    page.click("#cart-link")
+    with delivered(page, "Cart Viewed"):
+        follow(page, "#cart-link")
     expect(page.locator("#cart")).to_contain_text("Folding lantern")
     if screens:
         screens.take(page, "cart")
-    wait_until_acknowledged(page)
     cookie = next(c["value"] for c in context.cookies() if c["name"] == "rg_aid")
     page.close()
     return cookie
+
+
+def delivered(page, text: str):
+    """On leaving the block, wait until reengage acknowledged the snippet's batch holding
+    `text`. A visitor who moves on sooner leaves the call queued for a later page, or,
+    on their first page before the snippet has its site's settings, loses it.
+    """
+    return page.expect_response(
+        lambda response: (
+            response.url.endswith("/v1/batch")
+            and text in (response.request.post_data or "")
+            and response.ok
+        )
+    )
 
 
 # --- the engine ----------------------------------------------------------------------------
