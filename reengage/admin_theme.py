@@ -5,10 +5,16 @@ Content-Security-Policy keep working) and adds sticky save buttons, sticky
 pagination and drop-down list filters, which matter on a laptop screen. Related
 objects open in Django's usual popup window, not in the theme's modal: the modal
 frames admin pages, which `X-Frame-Options: DENY` / `frame-ancestors 'none'` forbid.
+
+The theme is a database row, so it is (re)created after every `migrate` and
+`flush`, like the Marketers group; a superuser's later edits to it are kept.
 """
 
-from django.db import migrations
+from __future__ import annotations
 
+from django.apps import apps as global_apps
+
+THEME_NAME = "reengage"
 THEME = {
     "title": "reengage",
     "title_visible": True,
@@ -16,6 +22,7 @@ THEME = {
     "logo_visible": False,
     "env_visible_in_header": False,
     "env_visible_in_favicon": False,
+    "language_chooser_active": False,  # one language, no LocaleMiddleware
     "css_header_background_color": "#1E293B",
     "css_header_text_color": "#CBD5E1",
     "css_header_link_color": "#FFFFFF",
@@ -37,7 +44,6 @@ THEME = {
     "css_delete_button_background_hover_color": "#B91C1C",
     "css_delete_button_text_color": "#FFFFFF",
     "related_modal_active": False,
-    "language_chooser_active": False,  # one language, no LocaleMiddleware
     "list_filter_dropdown": True,
     "list_filter_highlight": True,
     "list_filter_sticky": True,
@@ -51,23 +57,23 @@ THEME = {
 }
 
 
-def install_theme(apps, schema_editor):
+def ensure_theme(apps=global_apps, using: str = "default") -> bool:
+    """Create and activate the reengage theme unless it exists. True if it was created."""
     from admin_interface.cache import del_cached_active_theme
 
     Theme = apps.get_model("admin_interface", "Theme")
-    Theme.objects.filter(active=True).exclude(name="reengage").update(active=False)
-    Theme.objects.update_or_create(name="reengage", defaults={**THEME, "active": True})
+    if Theme.objects.using(using).filter(name=THEME_NAME).exists():
+        return False
+    Theme.objects.using(using).filter(active=True).update(active=False)
+    Theme.objects.using(using).create(name=THEME_NAME, active=True, **THEME)
     del_cached_active_theme()
+    return True
 
 
-def remove_theme(apps, schema_editor):
-    from admin_interface.cache import del_cached_active_theme
-
-    apps.get_model("admin_interface", "Theme").objects.filter(name="reengage").delete()
-    del_cached_active_theme()
-
-
-class Migration(migrations.Migration):
-    dependencies = [("admin_interface", "0032_alter_theme_defaults")]
-
-    operations = [migrations.RunPython(install_theme, remove_theme)]
+def ensure_after_migrate(sender, using: str = "default", apps=global_apps, **kwargs) -> None:
+    """post_migrate: once admin_interface's table exists (the migration state knows it)."""
+    try:
+        apps.get_model("admin_interface", "Theme")
+    except LookupError:
+        return
+    ensure_theme(apps, using=using)
