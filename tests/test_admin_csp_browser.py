@@ -59,6 +59,7 @@ def test_admin_pages_and_widgets_report_no_csp_violation(page, live_server, djan
         "/admin/tracking/site/",
         f"/admin/tracking/site/{site.id}/change/",
         "/admin/tracking/site/add/",
+        f"/admin/tracking/site/{site.id}/install/",  # copy buttons and the live check
         f"/admin/auth/user/{admin.id}/change/",  # date/time shortcuts
         f"/admin/auth/group/{marketers.id}/change/",  # the two-list permission picker
         "/admin/otp_totp/totpdevice/add/",
