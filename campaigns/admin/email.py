@@ -9,6 +9,7 @@ import io
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.models import DELETION, LogEntry
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -33,6 +34,7 @@ from campaigns.models import (
 )
 from campaigns.models.email import email_hash
 from campaigns.rendering import SAMPLE_TRIGGER, EmailData, render_email, validate_template
+from campaigns.unsubscribe import LIFTABLE_BY_HAND, lift_by_hand
 from tracking.models import Profile, Site
 
 
@@ -260,8 +262,6 @@ class SuppressionAdmin(admin.ModelAdmin):
         return False  # lifted through "Remove", which asks why; never a bare delete
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        from campaigns.unsubscribe import LIFTABLE_BY_HAND
-
         suppression = self.get_object(request, object_id)
         liftable = suppression is not None and suppression.reason in LIFTABLE_BY_HAND
         extra_context = {**(extra_context or {}), "liftable": liftable}
@@ -276,10 +276,6 @@ class SuppressionAdmin(admin.ModelAdmin):
 
     def lift_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """Remove the suppression, asking why; refuses what only the person may undo."""
-        from django.contrib.admin.models import DELETION, LogEntry
-
-        from campaigns.unsubscribe import LIFTABLE_BY_HAND, lift_by_hand
-
         suppression = get_object_or_404(Suppression.objects.select_related("site"), pk=pk)
         if not self.has_change_permission(request, suppression):
             raise PermissionDenied
@@ -289,11 +285,11 @@ class SuppressionAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(back)
         form = LiftForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            LogEntry.objects.log_actions(
-                request.user.pk, [suppression], DELETION, single_object=True,
-                change_message=f"Removed by hand: {form.cleaned_data['reason']}",
-            )  # fmt: skip
             if lift_by_hand(suppression):
+                LogEntry.objects.log_actions(
+                    request.user.pk, [suppression], DELETION, single_object=True,
+                    change_message=f"Removed by hand: {form.cleaned_data['reason']}",
+                )  # fmt: skip
                 messages.success(
                     request, f"{suppression.email or suppression} may be emailed again."
                 )
