@@ -66,3 +66,10 @@ def test_no_page_a_marketer_opens_shows_a_secret_key(marketer):
     assert (
         marketer.post(f"/admin/tracking/site/{site.id}/change/", {"name": "x"}).status_code == 403
     )
+
+
+def test_admin_pages_carry_the_theme_and_still_let_people_zoom(marketer):
+    page = marketer.get("/admin/").text
+    assert "admin-interface" in page  # the theme's body class: its templates are in use
+    assert page.count('name="viewport"') == 1
+    assert "user-scalable=no" not in page and "maximum-scale" not in page
