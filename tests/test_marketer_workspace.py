@@ -73,3 +73,4 @@ def test_admin_pages_carry_the_theme_and_still_let_people_zoom(marketer):
     assert "admin-interface" in page  # the theme's body class: its templates are in use
     assert page.count('name="viewport"') == 1
     assert "user-scalable=no" not in page and "maximum-scale" not in page
+    assert 'class="theme-toggle"' not in page  # one light palette: a toggle would do nothing
