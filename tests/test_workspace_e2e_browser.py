@@ -185,10 +185,13 @@ def build_campaign(page, base: str, screens: Screens) -> Campaign:
     page.select_option("#id_steps-0-channel", "email_else_retarget")
     page.select_option("#id_steps-0-template", label="Cart reminder")
     page.select_option("#id_steps-0-audience", label="Demo: cart abandoners")
-    page.locator("#steps-group").scroll_into_view_if_needed()
-    screens.take(page, "campaign-form")
-    follow(page, "[name=_save]")
+    screens.take(page, "campaign-form", full_page=True)
+    follow(page, "[name=_continue]")
     expect(page.locator(".messagelist")).to_contain_text("Win back abandoned carts")
+    # The saved campaign reads back in words, its step included.
+    in_words = page.locator("fieldset", has_text="This campaign, in words")
+    expect(in_words).to_contain_text("email “Cart reminder”")
+    screens.take(page, "campaign-saved")
     campaign = Campaign.objects.get(name="Win back abandoned carts")
     assert campaign.status == Campaign.Status.DRAFT
     assert campaign.steps.get().template.name == "Cart reminder"
@@ -242,7 +245,7 @@ def read_the_report(page, base: str, screens: Screens, campaign: Campaign) -> No
     expect(totals.locator("tr", has_text="Emails queued")).to_contain_text("1")
     expect(totals.locator("tr", has_text="Retargeted")).to_contain_text("1")
     expect(page.locator("svg.chart rect").first).to_be_attached()
-    screens.take(page, "report")
+    screens.take(page, "report", full_page=True)
 
 
 def find_the_cookie_in_the_audience(page, base: str, screens: Screens, cookie_id: str) -> None:
