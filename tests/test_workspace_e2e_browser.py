@@ -125,6 +125,11 @@ def test_a_marketer_builds_a_campaign_that_emails_one_visitor_and_retargets_anot
     find_the_cookie_in_the_audience(page, demo, screens, anonymous)
 
 
+def show(page, selector: str) -> None:
+    """Scroll the page so that `selector` is at the top of the window."""
+    page.locator(selector).evaluate("element => element.scrollIntoView()")
+
+
 def follow(page, target) -> None:
     """Click a link or button (a selector or a locator) and wait for the page it loads."""
     with page.expect_navigation():
@@ -162,10 +167,16 @@ def write_template(page, base: str, screens: Screens) -> None:
     expect(page.frame_locator("#live-preview-frame").locator("h1")).to_contain_text(
         "Ada, your gear is waiting", timeout=TIMEOUT_MS
     )
-    # The whole page: the form and, under it, the preview.
-    screens.take(page, "template-form", full_page=True)
-    follow(page, "[name=_save]")
+    screens.take(page, "template-form")
+    follow(page, "[name=_continue]")
     expect(page.locator(".messagelist")).to_contain_text("Cart reminder")
+    expect(page.frame_locator("#live-preview-frame").locator("h1")).to_contain_text(
+        "Ada, your gear is waiting", timeout=TIMEOUT_MS
+    )
+    # Screens scrolled to a part of the page are taken last on it: the next step
+    # loads another page (a click right after scrolling has landed elsewhere).
+    show(page, "#live-preview")
+    screens.take(page, "template-preview")
 
 
 def build_campaign(page, base: str, screens: Screens) -> Campaign:
@@ -185,13 +196,14 @@ def build_campaign(page, base: str, screens: Screens) -> Campaign:
     page.select_option("#id_steps-0-channel", "email_else_retarget")
     page.select_option("#id_steps-0-template", label="Cart reminder")
     page.select_option("#id_steps-0-audience", label="Demo: cart abandoners")
-    screens.take(page, "campaign-form", full_page=True)
     follow(page, "[name=_continue]")
     expect(page.locator(".messagelist")).to_contain_text("Win back abandoned carts")
     # The saved campaign reads back in words, its step included.
     in_words = page.locator("fieldset", has_text="This campaign, in words")
     expect(in_words).to_contain_text("email “Cart reminder”")
     screens.take(page, "campaign-saved")
+    show(page, "fieldset:has(#id_goal_event)")
+    screens.take(page, "campaign-form")
     campaign = Campaign.objects.get(name="Win back abandoned carts")
     assert campaign.status == Campaign.Status.DRAFT
     assert campaign.steps.get().template.name == "Cart reminder"
@@ -232,7 +244,8 @@ def see_the_decision(page, base: str, screens: Screens) -> None:
     follow(page, page.locator("#result_list tbody tr th a").first)
     timeline = page.locator("#decisions-group, .inline-group").first
     expect(timeline).to_contain_text("Email queued")
-    screens.take(page, "visitor-timeline", full_page=True)
+    show(page, "#decisions-group, .inline-group")
+    screens.take(page, "visitor-timeline")
 
 
 def read_the_report(page, base: str, screens: Screens, campaign: Campaign) -> None:
