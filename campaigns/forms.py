@@ -56,8 +56,6 @@ class JSONTextField(forms.JSONField):
     def prepare_value(self, value):
         if isinstance(value, str):
             return value
-        if value is None:  # a new campaign's form: an empty box, not the word "null"
-            return ""
         return json.dumps(value, indent=2, ensure_ascii=False)
 
 

@@ -68,7 +68,7 @@ def test_a_complete_three_step_campaign_is_saved_active(admin_client, site):
 def test_a_new_campaign_starts_with_empty_condition_boxes(admin_client):
     page = admin_client.get(ADD_URL).text
     assert "null</textarea>" not in page
-    assert 'id="id_audience_conditions">\n</textarea>' in page
+    assert 'id="id_audience_conditions">\n{}</textarea>' in page
 
 
 def test_a_goal_equal_to_the_trigger_is_refused(admin_client, site):
