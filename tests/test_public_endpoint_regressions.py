@@ -93,3 +93,11 @@ def test_the_pixel_refuses_an_unparsable_referer_or_url_without_an_error(
     assert response["Content-Type"] == "image/gif"
     assert [r for r in caplog.records if r.levelname == "ERROR"] == []
     assert "pixel: site" in caplog.text and "unparsable" in caplog.text
+
+
+def test_a_user_hash_with_non_ascii_characters_is_a_400_naming_it(client, site):
+    call = {"writeKey": site.write_key, "userId": "u-1",
+            "traits": {"email": "ann@example.com", "user_hash": "\x80"}}  # fmt: skip
+    response = client.post("/v1/identify", json.dumps(call), content_type="text/plain")
+    assert response.status_code == 400
+    assert response.json()["field"] == "body.traits.user_hash"

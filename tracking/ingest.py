@@ -116,6 +116,10 @@ class SiteKey:
 
     def verify_user_hash(self, email: str, given: str) -> bool:
         message = email.strip().lower().encode()
+        # compare_digest refuses str with non-ASCII characters (a TypeError, so a 500);
+        # no such string is a hex digest anyway.
+        if not given.isascii():
+            return False
         return any(
             hmac.compare_digest(hmac.new(k.encode(), message, hashlib.sha256).hexdigest(), given)
             for k in self.secret_keys
