@@ -277,8 +277,14 @@ if not DEBUG and not ANYMAIL.get("WEBHOOK_SECRET"):
         "ANYMAIL_WEBHOOK_SECRET must be set when DEBUG is off: a 'user:password' pair that "
         "the ESP's tracking webhooks send as HTTP Basic auth to /anymail/<esp>/tracking/"
     )
-if ANYMAIL.get("WEBHOOK_SECRET") and ":" not in ANYMAIL["WEBHOOK_SECRET"]:
-    raise ConfigError("ANYMAIL_WEBHOOK_SECRET must look like user:password")
+if ANYMAIL.get("WEBHOOK_SECRET"):
+    # Comma-separated to rotate it: "new:pw,old:pw" accepts both until the ESP is switched
+    # to the new pair, then drop the old one (Anymail takes a list).
+    ANYMAIL["WEBHOOK_SECRET"] = [c.strip() for c in ANYMAIL["WEBHOOK_SECRET"].split(",")]
+    if not all(":" in credential for credential in ANYMAIL["WEBHOOK_SECRET"]):
+        raise ConfigError(
+            "ANYMAIL_WEBHOOK_SECRET must look like user:password (comma-separated to rotate)"
+        )
 # Messages claimed and sent per periodic run, and the run's time budget (seconds).
 EMAIL_SEND_BATCH = env_int("EMAIL_SEND_BATCH", 5000, minimum=1)
 EMAIL_SEND_BUDGET_SECONDS = env_int("EMAIL_SEND_BUDGET_SECONDS", 50, minimum=1)

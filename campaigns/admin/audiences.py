@@ -105,16 +105,45 @@ class DestinationAdmin(admin.ModelAdmin):
     formfield_overrides = HTTPS_URLS
     list_display = ["name", "audience", "url", "enabled", "pending", "dead"]
     list_filter = ["enabled", "audience"]
-    readonly_fields = ["signing_secret_shown", "token_hint", "last_change_id", "created_at"]
+    readonly_fields = ["signing_secret_shown", "token_shown", "last_change_id", "created_at"]
     exclude = ["signing_secret_encrypted"]
 
     @admin.display(description="signing secret")
     def signing_secret_shown(self, obj) -> str:
-        # Admins configure receivers with it; it is stored encrypted. Marketers
-        # cannot open destinations at all.
-        return obj.signing_secret if obj.pk else "created when the destination is saved"
+        # Shown in full once, in the message after adding the destination or rotating
+        # the secret; stored encrypted. Marketers cannot open destinations at all.
+        if not obj.pk:
+            return "created when the destination is saved, and shown once"
+        expires = obj.previous_signing_secret_expires_at
+        overlap = (
+            f" (the previous secret also signs until {expires:%Y-%m-%d %H:%M} UTC)"
+            if expires and expires > tz_now()
+            else ""
+        )
+        return f"{obj.signing_secret_hint}{overlap}"
 
-    actions = ["send_test", "issue_token"]
+    @admin.display(description="pull-API token")
+    def token_shown(self, obj) -> str:
+        if not obj.token_hint:
+            return "none (use the action “Rotate the read-only API token”)"
+        expires = obj.previous_token_expires_at
+        overlap = (
+            f" (the previous token also reads until {expires:%Y-%m-%d %H:%M} UTC)"
+            if obj.previous_token_hash and expires and expires > tz_now()
+            else ""
+        )
+        return f"{obj.token_hint}…{overlap}"
+
+    actions = ["send_test", "issue_token", "rotate_signing_secret", "revoke_tokens"]
+
+    def response_add(self, request, obj, post_url_continue=None):
+        self.message_user(
+            request,
+            f"{obj}: signing secret {obj.signing_secret} — configure the receiver with it "
+            "now, it is not shown again.",
+            messages.WARNING,
+        )
+        return super().response_add(request, obj, post_url_continue)
 
     def get_queryset(self, request):
         return (
@@ -177,15 +206,32 @@ class DestinationAdmin(admin.ModelAdmin):
         for destination in queryset.select_related("audience"):
             self._send_test(request, destination)
 
-    @admin.action(description="Issue a new read-only API token (the old one stops working)")
+    @admin.action(description="Rotate the read-only API token (the old one reads 24 more hours)")
     def issue_token(self, request, queryset) -> None:
         for destination in queryset:
-            token = destination.issue_token()
+            token = destination.issue_token(now=tz_now())
             self.message_user(
                 request,
                 f"{destination}: new token {token} — copy it now, it is not shown again.",
                 messages.WARNING,
             )
+
+    @admin.action(description="Rotate the webhook signing secret (the old one signs 24 more hours)")
+    def rotate_signing_secret(self, request, queryset) -> None:
+        for destination in queryset:
+            secret = destination.rotate_signing_secret(now=tz_now())
+            self.message_user(
+                request,
+                f"{destination}: new signing secret {secret} — configure the receiver with it "
+                "now, it is not shown again.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Revoke the API tokens now (a leaked token: no overlap)")
+    def revoke_tokens(self, request, queryset) -> None:
+        for destination in queryset:
+            destination.revoke_tokens()
+        self.message_user(request, f"Revoked the API tokens of {queryset.count()} destination(s).")
 
 
 @admin.register(Delivery)
