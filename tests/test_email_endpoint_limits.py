@@ -9,6 +9,7 @@ many large random bodies in a row must leave memory where it was.
 from __future__ import annotations
 
 import base64
+import gc
 import logging
 import os
 import tracemalloc
@@ -135,7 +136,8 @@ def test_a_huge_body_is_a_413_before_it_is_read(paths, endpoint):
 @override_settings(ANYMAIL=ANYMAIL)
 def test_many_large_random_bodies_leave_memory_where_it_was(paths, settings):
     """300 random bodies just under each endpoint's limit (64 KiB forms, 2.5 MB webhooks):
-    each is refused with a 4xx, and memory after them is what it was after the first."""
+    each is refused with a 4xx (bar the one-click unsubscribe), and memory after them
+    is what it was after the first rounds, give or take less than two bodies."""
     limits = {"unsubscribe": FORM_MAX_BYTES, "preferences": FORM_MAX_BYTES}
     rounds = 60
     tracemalloc.start()
@@ -150,7 +152,9 @@ def test_many_large_random_bodies_leave_memory_where_it_was(paths, settings):
                                                  content_type)))  # fmt: skip
                     peaks.append(tracemalloc.get_traced_memory()[1])
                 if round_ == 4:  # caches and lazy imports warmed up
+                    gc.collect()  # refused requests leave cycles (exception ↔ traceback)
                     baseline = tracemalloc.get_traced_memory()[0]
+            gc.collect()
             grown = tracemalloc.get_traced_memory()[0] - baseline
     finally:
         tracemalloc.stop()
@@ -158,6 +162,8 @@ def test_many_large_random_bodies_leave_memory_where_it_was(paths, settings):
     # preferences form wants its CSRF token: 403).
     assert statuses == {("unsubscribe", 200), ("preferences", 403), ("postmark", 400),
                         ("mailgun", 400), ("sendgrid", 400)}  # fmt: skip
-    assert grown < 1 * MB, f"memory grew by {grown} bytes over {rounds} rounds"
+    # Keeping even one body in ten would grow it by tens of MB; measured: 38 KB.
+    limit = 2 * settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    assert grown < limit, f"memory grew by {grown} bytes over {rounds} rounds"
     # A request holds its body a few times over at most (read, decoded, parsed).
     assert max(peaks) < 4 * settings.DATA_UPLOAD_MAX_MEMORY_SIZE, max(peaks)
