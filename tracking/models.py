@@ -21,6 +21,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils.timezone import now as tz_now
 
 from reengage import encryption
@@ -183,6 +184,9 @@ class Profile(models.Model):
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # When it was merged (the visitor's timeline shows it); empty for merges made
+    # before this was recorded.
+    merged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -192,7 +196,11 @@ class Profile(models.Model):
                 name="profile_unique_user_id_per_site",
             )
         ]
-        indexes = [models.Index(fields=["site", "email"], name="profile_site_email")]
+        indexes = [
+            models.Index(fields=["site", "email"], name="profile_site_email"),
+            # The admin's search finds an address in any case (email__iexact).
+            models.Index(Upper("email"), name="profile_email_upper"),
+        ]
 
     def __str__(self) -> str:
         return self.email or self.user_id or f"profile {self.pk}"
