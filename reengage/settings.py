@@ -258,6 +258,10 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "campaigns.tasks.audiences.expire_audience_members",
             "schedule": AUDIENCE_EXPIRY_INTERVAL_SECONDS,
         },
+        "fold-audience-days": {
+            "task": "campaigns.tasks.audiences.fold_audience_days",
+            "schedule": 3600,
+        },
         "deliver-audience-changes": {
             "task": "campaigns.tasks.audiences.deliver_audience_changes",
             "schedule": AUDIENCE_WEBHOOK_INTERVAL_SECONDS,

@@ -8,13 +8,19 @@ from django.db import models
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timezone import now as tz_now
 from django.views.decorators.http import require_POST
 
 from campaigns import exports, webhooks
+from campaigns.audience_history import member_history, members_now
 from campaigns.models import Audience, AudienceMember, AudienceRule, Delivery, Destination
+from campaigns.report_charts import members_chart
+
+CHART_DAYS = 90
 
 
 class AudienceRuleInline(admin.StackedInline):
@@ -30,17 +36,38 @@ HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
 @admin.register(Audience)
 class AudienceAdmin(admin.ModelAdmin):
     formfield_overrides = HTTPS_URLS
-    list_display = ["name", "site", "lifetime_days", "include_hashed_emails", "tag_type"]
+    list_display = ["name", "site", "members", "lifetime_days", "include_hashed_emails",
+                    "tag_type"]  # fmt: skip
     list_filter = ["site"]
     search_fields = ["name"]
     inlines = [AudienceRuleInline]
-    readonly_fields = ["exports"]
+    readonly_fields = ["exports", "members_over_time"]
     fieldsets = [
         (None, {"fields": ["site", "name", "lifetime_days", "remove_on_conversion"]}),
+        ("Members", {"fields": ["members_over_time"]}),
         ("Ad platforms", {"fields": ["include_hashed_emails", "exports"]}),
         ("On-site tag (fired by tags.js for members, once per session)",
          {"fields": ["tag_type", "tag_url", "tag_event"]}),
     ]  # fmt: skip
+
+    class Media:
+        css = {"all": ["campaigns/report.css"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_members=members_now())
+
+    @admin.display(description="members now", ordering="_members")
+    def members(self, obj: Audience) -> int:
+        return obj._members
+
+    @admin.display(description="members over time")
+    def members_over_time(self, obj: Audience) -> str:
+        if not obj.pk:
+            return "Save the audience first."
+        history = member_history(obj.pk, now=tz_now(), days=CHART_DAYS)
+        context = {"audience": obj, "chart": members_chart(history), "history": history,
+                   "days": CHART_DAYS}  # fmt: skip
+        return mark_safe(render_to_string("admin/campaigns/audience/members_chart.html", context))  # noqa: S308 (escaped by the template)
 
     @admin.display(description="Download")
     def exports(self, obj: Audience) -> str:

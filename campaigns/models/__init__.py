@@ -3,6 +3,7 @@
 from campaigns.models.audiences import (
     Audience,
     AudienceChange,
+    AudienceDay,
     AudienceMember,
     AudienceRule,
     Delivery,
@@ -32,6 +33,7 @@ __all__ = [
     "Attribution",
     "Audience",
     "AudienceChange",
+    "AudienceDay",
     "AudienceMember",
     "AudienceRule",
     "Campaign",
