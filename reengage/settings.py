@@ -379,6 +379,21 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- reports (campaigns.report_snapshots) ------------------------------------------
+# Campaigns with at least this many enrollments show a report computed by beat every
+# REPORT_SNAPSHOT_SECONDS instead of aggregating on every view.
+REPORT_SNAPSHOT_MIN_ENROLLMENTS = env_int("REPORT_SNAPSHOT_MIN_ENROLLMENTS", 50_000, minimum=1)
+REPORT_SNAPSHOT_SECONDS = env_int("REPORT_SNAPSHOT_SECONDS", 300, minimum=10)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "refresh-report-snapshots": {
+            "task": "campaigns.tasks.reports.refresh_report_snapshots",
+            "schedule": REPORT_SNAPSHOT_SECONDS,
+            "options": {"expires": REPORT_SNAPSHOT_SECONDS},
+        },
+    }
+)
+
 # --- privacy: retention ----------------------------------------------------------------
 # People not seen for this many days lose email, userId, traits and anonymous ids.
 PROFILE_INACTIVE_DAYS = env_int("PROFILE_INACTIVE_DAYS", 395, minimum=1)

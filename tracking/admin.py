@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils.html import format_html, format_html_join
 
+from reengage.admin_paging import LargeTablePaginator
 from tracking.models import DroppedCount, Event, Profile, Site, Visitor
 
 RECENT_EVENTS = 100
@@ -86,6 +87,7 @@ class ProfileAdmin(admin.ModelAdmin):
         "or profile number."
     )
     show_full_result_count = False
+    paginator = LargeTablePaginator
     readonly_fields = [*(f.name for f in Profile._meta.fields), "recent_events"]
     inlines = [VisitorInline]
 

@@ -14,6 +14,7 @@ from campaigns.models.core import (
     Decision,
     EmailCapLock,
     Enrollment,
+    ReportSnapshot,
     SitePolicy,
     Step,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "Message",
     "PromoCode",
     "PromoPool",
+    "ReportSnapshot",
     "SitePolicy",
     "Step",
     "StepPromo",
