@@ -17,7 +17,9 @@ TRUNCATEs the tracking and campaign tables and generates:
   people, browse abandonment for 25 %), 10 % holdout, their decisions,
   messages (delivered, opened, clicked), credited orders, and the retargeted
   people's audience memberships with their add/remove change log;
-- the audience day rollup, folded the way the periodic task folds it.
+- the audience day rollup, folded the way the periodic task folds it, and the
+  large campaigns' report snapshots, computed the way beat computes them (timed:
+  that is the reports' background cost).
 
 All of it in SQL with `generate_series` (no Python per row). Then it times
 every page a marketer opens, through Django's test client in this process
@@ -35,6 +37,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reengage.settings")
@@ -64,7 +67,9 @@ from django.test import Client  # noqa: E402
 
 from campaigns.audience_history import fold_days  # noqa: E402
 from campaigns.models import Audience, Campaign, EmailTemplate, Step  # noqa: E402
-from tracking.models import Site  # noqa: E402
+from campaigns.report_snapshots import refresh_large  # noqa: E402
+from campaigns.timeline import timeline  # noqa: E402
+from tracking.models import Profile, Site  # noqa: E402
 
 TABLES = (
     "campaigns_attribution, campaigns_audienceday, campaigns_audiencechange,"
@@ -340,6 +345,16 @@ def run_fold(now: datetime) -> None:
     print(f"  audience day fold ({folded} audience-days): {time.monotonic() - started:.1f} s")
 
 
+def run_snapshots(now: datetime) -> None:
+    """What beat does every REPORT_SNAPSHOT_SECONDS: the large campaigns' reports."""
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM campaigns_reportsnapshot")
+    computed = refresh_large(now=now)
+    seconds = time.monotonic() - started
+    print(f"  report snapshots (beat's work, background): {computed} campaigns in {seconds:.1f} s")
+
+
 def counts() -> dict[str, int]:
     with connection.cursor() as cursor:
         result = {}
@@ -369,6 +384,7 @@ def pages() -> list[tuple[str, str]]:
         )
         email = cursor.fetchone()[0]
     largest, second = campaigns[0], campaigns[1]
+    older = timeline(Profile.objects.get(pk=heavy)).older
     return [
         ("campaigns: list", "/admin/campaigns/campaign/"),
         ("campaign: change page (largest)", f"/admin/campaigns/campaign/{largest}/change/"),
@@ -378,13 +394,22 @@ def pages() -> list[tuple[str, str]]:
         ("messages: list, one status", "/admin/campaigns/message/?status__exact=clicked"),
         ("messages: search by address", f"/admin/campaigns/message/?q={email}"),
         ("enrollments: list", "/admin/campaigns/enrollment/"),
+        ("enrollments: search by address", f"/admin/campaigns/enrollment/?q={email}"),
         ("decisions: list", "/admin/campaigns/decision/"),
+        (
+            "decisions: one campaign, one reason",
+            f"/admin/campaigns/decision/?campaign__id__exact={largest}&reason=quiet_hours",
+        ),
         ("profiles: list", "/admin/tracking/profile/"),
         ("profiles: search by email", f"/admin/tracking/profile/?q={email}"),
         ("profiles: search by anonymous id", "/admin/tracking/profile/?q=anon-123456"),
         ("profiles: search by user id", "/admin/tracking/profile/?q=u1"),
         ("heavy visitor: change page", f"/admin/tracking/profile/{heavy}/change/"),
         ("heavy visitor: timeline", f"/admin/tracking/profile/{heavy}/timeline/"),
+        (
+            "heavy visitor: timeline, next page",
+            f"/admin/tracking/profile/{heavy}/timeline/?{urlencode({'before': str(older)})}",
+        ),
         ("audiences: list", "/admin/campaigns/audience/"),
         ("audience: change page with chart", f"/admin/campaigns/audience/{audience}/change/"),
         ("audience members: list", "/admin/campaigns/audiencemember/"),
@@ -443,6 +468,7 @@ def main() -> None:
         generate(args.visitors, args.events, args.heavy_events, now)
     else:
         run_fold(now)
+    run_snapshots(now)
     print("rows:", ", ".join(f"{t} {n:,}" for t, n in counts().items()))
     measure(args.runs)
 
