@@ -12,7 +12,7 @@ are printed as a Markdown table to paste into docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import os
 import re
 import shutil
@@ -44,6 +44,7 @@ from django.db import connection  # noqa: E402
 
 from tracking import buffer, flush  # noqa: E402
 from tracking.models import Site  # noqa: E402
+from tracking.storage import encode_rows  # noqa: E402
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -166,16 +167,14 @@ def flush_benchmark(site_id: int, n: int) -> dict:
              "email_verified": False, "consent": None, "gpc": False, "timezone": ""}
             for i in range(per_entry)
         ]  # fmt: skip
-        pipe.xadd(buffer.STREAM, {"e": json.dumps(batch)})
+        pipe.xadd(buffer.STREAM, {"c": encode_rows(batch), "n": len(batch)})
     pipe.execute()
-    # Baseline: raw COPY of the same number of rows into an unlogged copy of the table.
-    from tracking.storage import _csv_rows
-
-    sample = [json.loads(fields[b"e"]) for _, fields in client.xrange(buffer.STREAM)]
-    events = [e for batch in sample for e in batch]
+    # Baseline: raw COPY of the same rows (as the stream holds them) into a temporary table
+    # with no index, no constraint, no dedupe.
+    rows = b"".join(fields[b"c"] for _, fields in client.xrange(buffer.STREAM))
     with connection.cursor() as cursor:
         cursor.execute(
-            "CREATE TEMP TABLE copy_baseline (seq int, site_id bigint, message_id text, "
+            "CREATE TEMP TABLE copy_baseline (site_id bigint, message_id text, "
             "type text, name text, anonymous_id text, user_id text, previous_id text, "
             "ts timestamptz, received_at timestamptz, properties jsonb, traits jsonb, "
             "context jsonb, email text, email_verified boolean, consent jsonb, gpc boolean, "
@@ -184,14 +183,14 @@ def flush_benchmark(site_id: int, n: int) -> dict:
         started = time.perf_counter()
         cursor.cursor.copy_expert(
             "COPY copy_baseline FROM STDIN WITH (FORMAT csv, FORCE_NULL (consent))",
-            _csv_rows(events),
+            io.BytesIO(rows),
         )
         copy_seconds = time.perf_counter() - started
         cursor.execute("DROP TABLE copy_baseline")
     started = time.perf_counter()
     stored = 0
     while True:
-        result = flush.flush_once(max_entries=100)
+        result = flush.flush_once()
         stored += result.stored
         if not result.entries:
             break
@@ -231,29 +230,15 @@ def lag_under_load(port, key, rate_delay, seconds) -> dict:
             last_id = max(r[1] for r in rows)
         time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))  # the beat interval
     thread.join()
-    while flush.flush_once(max_entries=500).entries:
+    while flush.flush_once().entries:
         pass
     lags.sort()
     p99 = lags[int(len(lags) * 0.99) - 1] if lags else float("nan")
     return {**result["load"], "lag_p99_s": p99, "lag_max_s": lags[-1] if lags else float("nan")}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
-    parser.add_argument("--flush-events", type=int, default=200_000)
-    parser.add_argument("--soak", type=int, default=0, help="seconds of memory soak (e.g. 600)")
-    args = parser.parse_args()
-    if not shutil.which("wrk"):
-        sys.exit("wrk is required: apt-get install -y wrk")
-
-    call_command("migrate", verbosity=0)
-    site, _ = Site.objects.get_or_create(
-        name="bench", defaults={"domains": ["shop.test"], "events_per_minute": 10**9}
-    )
-    Site.objects.filter(id=site.id).update(events_per_minute=10**9)
-    settings.INGEST_CLIENT_EVENTS_PER_MINUTE = 0
-    os.environ["INGEST_CLIENT_EVENTS_PER_MINUTE"] = "0"
+def http_benchmarks(site: Site, args) -> list[tuple[str, ...]]:
+    """The wrk runs against gunicorn: bare view, /v1/track, /v1/batch, lag, memory soak."""
     port = free_port()
     server = start_gunicorn(port)
     rows = []
@@ -306,7 +291,7 @@ def main() -> None:
             pids = worker_pids(server.pid)
             before = rss_kb(pids)
             soak = wrk(port, "/v1/track", site.write_key, seconds=args.soak, delay=delay)
-            while flush.flush_once(max_entries=500).entries:
+            while flush.flush_once().entries:
                 pass
             after = rss_kb(pids)
             rows.append(
@@ -320,6 +305,29 @@ def main() -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
+    parser.add_argument("--flush-events", type=int, default=200_000)
+    parser.add_argument("--soak", type=int, default=0, help="seconds of memory soak (e.g. 600)")
+    parser.add_argument("--flush-only", action="store_true", help="only the flush and its baseline")
+    args = parser.parse_args()
+    if not args.flush_only and not shutil.which("wrk"):
+        sys.exit("wrk is required: apt-get install -y wrk")
+
+    call_command("migrate", verbosity=0)
+    site, _ = Site.objects.get_or_create(
+        name="bench", defaults={"domains": ["shop.test"], "events_per_minute": 10**9}
+    )
+    Site.objects.filter(id=site.id).update(events_per_minute=10**9)
+    settings.INGEST_CLIENT_EVENTS_PER_MINUTE = 0
+    os.environ["INGEST_CLIENT_EVENTS_PER_MINUTE"] = "0"
+    rows = []
+    if not args.flush_only:
+        rows += http_benchmarks(site, args)
     flush_result = flush_benchmark(site.id, args.flush_events)
     rows.append(
         (

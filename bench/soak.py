@@ -13,13 +13,14 @@ key. Every messageId the server acknowledged (2xx) is recorded.
 At the end it drains the stream, lets the engine and the sender finish, and
 checks: every acknowledged event is stored exactly once; no enrollment step was
 decided twice; no message was handed to the email backend twice (the dev
-mailbox); web workers' memory did not grow beyond noise. Prints a summary for
+mailbox); web workers' memory did not grow beyond noise (25 % + 20 MB). Prints a summary for
 docs/benchmarks.md and exits non-zero when a check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -41,9 +42,12 @@ SETUP = """
 import django, os, json
 os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'reengage.settings')
 django.setup()
-from campaigns.models import Audience, Campaign, EmailTemplate, SitePolicy, Step
+from campaigns.models import Audience, Campaign, EmailSettings, EmailTemplate, SitePolicy, Step
 from tracking.models import Site
 site = Site.objects.get(write_key=os.environ['SOAK_WRITE_KEY'])
+# The soak checks exactly-once, not the send rate limit (600/min by default, below the
+# traffic's demand): lift it so the queue can drain within the run.
+EmailSettings.objects.create(site=site, sends_per_minute=100000)
 SitePolicy.objects.get_or_create(site=site, defaults={'quiet_hours_enabled': False,
                                                       'email_cap_count': 100, 'email_cap_days': 1})
 t = EmailTemplate.objects.create(site=site, name='Soak', subject='Come back',
@@ -178,9 +182,11 @@ def main() -> int:
     rss_end = rss_kb(web_workers)
     # Drain: flush everything, let the engine decide what is due and the sender send.
     stack.manage("flush_events", "--budget", "300")
-    wait_for(lambda: stack.query(
-        "SELECT count(*) FROM campaigns_message WHERE status IN ('queued', 'sending')")[0][0] == 0,
-        timeout=max(600, duration), what="queued emails sent")  # fmt: skip
+    unsent = "SELECT count(*) FROM campaigns_message WHERE status IN ('queued', 'sending')"
+    with contextlib.suppress(TimeoutError):  # reported below as still_unsent: a failure
+        wait_for(lambda: stack.query(unsent)[0][0] == 0, timeout=max(600, duration),
+                 what="queued emails sent")  # fmt: skip
+    still_unsent = stack.query(unsent)[0][0]
     for proc in (beat, worker):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
@@ -209,11 +215,16 @@ def main() -> int:
         "steps_decided_twice": decided_twice,
         "emails": mails,
         "emails_sent_twice": mailed_twice,
+        "emails_still_unsent_after_drain": still_unsent,
         "web_workers_rss_mb": [round(rss_start / 1024), round(rss_end / 1024)],
     }
+    # Memory "did not grow": allow noise (allocator arenas, caches warming), not a leak.
+    memory_ok = rss_end <= rss_start * 1.25 + 20 * 1024
+    summary["web_memory_flat"] = memory_ok
+    ok = not lost and not doubled and not decided_twice and not mailed_twice and memory_ok
+    ok = ok and not still_unsent
     print(json.dumps(summary, indent=2))
     stack.stop()
-    ok = not lost and not doubled and not decided_twice and not mailed_twice
     print("SOAK OK" if ok else "SOAK FAILED")
     return 0 if ok else 1
 

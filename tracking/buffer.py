@@ -12,13 +12,15 @@ The flusher (`tracking.flush`) drains the stream with a consumer group.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import UTC, datetime
 
 import redis
 from django.conf import settings
+from django.db import DatabaseError
+
+from tracking.storage import encode_rows, store_events
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ DROPPED = "reengage:dropped"  # hash "<site_id>:<YYYY-MM-DD>:<reason>" → count
 RATE_WINDOW = 60  # seconds
 
 # KEYS: site counter, client counter, stream. ARGV: n, site limit, client limit,
-# window, payload. Returns the entry id, or "site"/"client" when over the limit.
+# window, payload (staging rows, see tracking.storage.encode_rows). Returns the entry id, or "site"/"client" when over the limit.
 _APPEND = """
 local n = tonumber(ARGV[1])
 local site = redis.call('INCRBY', KEYS[1], n)
@@ -41,7 +43,7 @@ if tonumber(ARGV[3]) > 0 then
     redis.call('DECRBY', KEYS[1], n) redis.call('DECRBY', KEYS[2], n) return 'client'
   end
 end
-return redis.call('XADD', KEYS[3], '*', 'e', ARGV[5])
+return redis.call('XADD', KEYS[3], '*', 'c', ARGV[5], 'n', ARGV[1])
 """
 
 
@@ -80,7 +82,7 @@ def accept(events: list[dict], *, site_id: int, site_limit: int, client_key: str
     """Store events durably enough to acknowledge them. Returns "redis" or "postgres"."""
     if not events:
         return "none"
-    payload = json.dumps(events, separators=(",", ":"))
+    payload = encode_rows(events)
     window = int(time.time()) // RATE_WINDOW
     try:
         client()
@@ -100,10 +102,6 @@ def accept(events: list[dict], *, site_id: int, site_limit: int, client_key: str
 
 
 def _fallback(events: list[dict]) -> str:
-    from django.db import DatabaseError
-
-    from tracking.storage import store_events
-
     try:
         store_events(events, now=datetime.now(UTC))
     except DatabaseError as exc:

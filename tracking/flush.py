@@ -27,7 +27,7 @@ import redis
 from django.db import DatabaseError, DataError, IntegrityError, InternalError
 
 from tracking import buffer
-from tracking.storage import store_events
+from tracking.storage import encode_rows, store_rows
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,11 @@ DEAD_LETTERS = "reengage:events:dead"
 CLAIM_IDLE_MS = int(os.environ.get("FLUSH_CLAIM_IDLE_MS") or 30_000)
 LOCK_TTL = int(os.environ.get("FLUSH_LOCK_TTL_SECONDS") or 15)
 LOCK_KEY = "reengage:flush:lock"
+# Events per pass (one transaction): larger passes spread the per-transaction work
+# (staging, statistics, a dozen set-based statements) over more events.
+PASS_EVENTS = int(os.environ.get("FLUSH_PASS_EVENTS") or 20_000)
+READ_CHUNK = 500  # stream entries per XREADGROUP, at most
+FIRST_READ = 10
 # Test-only fault injection (seconds): see tests/test_ingest_faults.py.
 FAULT_PAUSE_BEFORE_ACK = float(os.environ.get("REENGAGE_FAULT_FLUSH_PAUSE_BEFORE_ACK") or 0)
 
@@ -62,27 +67,57 @@ def ensure_group(client: redis.Redis) -> None:
             raise
 
 
-def _read(client: redis.Redis, consumer: str, count: int) -> list[tuple[bytes, dict]]:
-    # 1. entries this consumer read before and did not acknowledge (a failed pass);
-    own = client.xreadgroup(buffer.GROUP, consumer, {buffer.STREAM: "0"}, count=count)
-    entries = own[0][1] if own else []
-    entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+@dataclass
+class Entry:
+    """One stream entry: the events of one accepted request, as staging rows."""
+
+    id: bytes
+    rows: bytes
+    count: int
+
+    @property
+    def fields(self) -> dict:
+        return {"c": self.rows, "n": self.count}
+
+
+def _entry(entry_id: bytes, fields: dict) -> Entry:
+    if b"c" in fields:
+        return Entry(entry_id, fields[b"c"], int(fields[b"n"]))
+    # Written by a version before staging rows (JSON envelopes): still flushed.
+    events = json.loads(fields[b"e"])
+    return Entry(entry_id, encode_rows(events), len(events))
+
+
+def _read(client: redis.Redis, consumer: str, max_events: int) -> list[Entry]:
+    def parsed(entries) -> list[Entry]:
+        return [_entry(entry_id, fields) for entry_id, fields in entries if fields]
+
+    # 1. entries this consumer read before and did not acknowledge (a failed pass; this
+    #    and 2 are replays, taken READ_CHUNK entries at a time);
+    own = client.xreadgroup(buffer.GROUP, consumer, {buffer.STREAM: "0"}, count=READ_CHUNK)
+    entries = parsed(own[0][1] if own else [])
     if entries:
         return entries
     # 2. entries of a consumer that died (idle too long);
     claimed = client.xautoclaim(
-        buffer.STREAM, buffer.GROUP, consumer, CLAIM_IDLE_MS, start_id="0-0", count=count
+        buffer.STREAM, buffer.GROUP, consumer, CLAIM_IDLE_MS, start_id="0-0", count=READ_CHUNK
     )
-    entries = [(entry_id, fields) for entry_id, fields in claimed[1] if fields]
+    entries = parsed(claimed[1])
     if entries:
         return entries
-    # 3. new entries.
-    fresh = client.xreadgroup(buffer.GROUP, consumer, {buffer.STREAM: ">"}, count=count)
-    return fresh[0][1] if fresh else []
-
-
-def _decode(entries) -> list[tuple[bytes, list[dict]]]:
-    return [(entry_id, json.loads(fields[b"e"])) for entry_id, fields in entries]
+    # 3. new entries, until the pass holds about max_events. Entries hold 1 to 500 events:
+    #    a small first read tells their size, the next ones ask for what should fit.
+    events, count = 0, min(FIRST_READ, max_events)
+    while count > 0:
+        fresh = client.xreadgroup(buffer.GROUP, consumer, {buffer.STREAM: ">"}, count=count)
+        got = parsed(fresh[0][1] if fresh else [])
+        entries += got
+        events += sum(e.count for e in got)
+        if len(got) < count:
+            break
+        per_entry = -(-events // len(entries))  # ceiling
+        count = min(READ_CHUNK, (max_events - events) // per_entry)
+    return entries
 
 
 def _acknowledge(client: redis.Redis, entry_ids: list[bytes]) -> None:
@@ -93,54 +128,52 @@ def _acknowledge(client: redis.Redis, entry_ids: list[bytes]) -> None:
 
 
 def _store_or_isolate(
-    client: redis.Redis, decoded: list[tuple[bytes, list[dict]]], now: datetime, result: FlushResult
+    client: redis.Redis, entries: list[Entry], now: datetime, result: FlushResult
 ) -> None:
     """Store the entries; if PostgreSQL refuses their data, bisect to find the bad ones."""
-    events = [event for _, batch in decoded for event in batch]
     try:
-        stored = store_events(events, now=now)
+        stored = store_rows([e.rows for e in entries], sum(e.count for e in entries), now=now)
     except (DataError, IntegrityError, InternalError) as exc:
-        if len(decoded) == 1:
-            entry_id, batch = decoded[0]
-            log.error("dead-lettering stream entry %s: %s", entry_id, exc)
+        if len(entries) == 1:
+            entry = entries[0]
+            log.error("dead-lettering stream entry %s: %s", entry.id, exc)
             pipe = client.pipeline(transaction=True)
-            pipe.xadd(
-                DEAD_LETTERS,
-                {"e": json.dumps(batch), "error": str(exc)[:2000], "entry": entry_id},
-            )
-            pipe.xack(buffer.STREAM, buffer.GROUP, entry_id)
-            pipe.xdel(buffer.STREAM, entry_id)
+            pipe.xadd(DEAD_LETTERS, {**entry.fields, "error": str(exc)[:2000], "entry": entry.id})
+            pipe.xack(buffer.STREAM, buffer.GROUP, entry.id)
+            pipe.xdel(buffer.STREAM, entry.id)
             pipe.execute()
             result.dead_letters += 1
             return
-        middle = len(decoded) // 2
-        _store_or_isolate(client, decoded[:middle], now, result)
-        _store_or_isolate(client, decoded[middle:], now, result)
+        middle = len(entries) // 2
+        _store_or_isolate(client, entries[:middle], now, result)
+        _store_or_isolate(client, entries[middle:], now, result)
         return
     if FAULT_PAUSE_BEFORE_ACK:
         # Fault injection for tests: committed but not yet acknowledged.
         print(f"flush: committed {stored.stored} events, pausing before ack", flush=True)
         time.sleep(FAULT_PAUSE_BEFORE_ACK)
-    _acknowledge(client, [entry_id for entry_id, _ in decoded])
+    _acknowledge(client, [e.id for e in entries])
     result.stored += stored.stored
 
 
-def flush_once(*, max_entries: int = 500, now: datetime | None = None) -> FlushResult:
-    """One pass: read, store, acknowledge. Raises if Redis or PostgreSQL is down."""
+def flush_once(*, max_events: int = PASS_EVENTS, now: datetime | None = None) -> FlushResult:
+    """One pass (one transaction) of about `max_events`: read, store, acknowledge.
+    Raises if Redis or PostgreSQL is down."""
     client = buffer.client()
     ensure_group(client)
     result = FlushResult()
-    entries = _read(client, consumer_name(), max_entries)
+    entries = _read(client, consumer_name(), max_events)
     if not entries:
         return result
-    decoded = _decode(entries)
-    result.entries = len(decoded)
-    result.events = sum(len(batch) for _, batch in decoded)
-    _store_or_isolate(client, decoded, now or datetime.now(UTC), result)
+    result.entries = len(entries)
+    result.events = sum(e.count for e in entries)
+    _store_or_isolate(client, entries, now or datetime.now(UTC), result)
     return result
 
 
-def flush_until_empty(*, budget_seconds: float = 20.0, max_entries: int = 500) -> FlushResult:
+def flush_until_empty(
+    *, budget_seconds: float = 20.0, max_events: int = PASS_EVENTS
+) -> FlushResult:
     """Flush pass after pass until the stream is drained or the time budget is spent.
 
     A Redis lock keeps one flusher at a time (others return at once); the
@@ -154,12 +187,12 @@ def flush_until_empty(*, budget_seconds: float = 20.0, max_entries: int = 500) -
     try:
         deadline = time.monotonic() + budget_seconds
         while time.monotonic() < deadline:
-            result = flush_once(max_entries=max_entries)
+            result = flush_once(max_events=max_events)
             total.entries += result.entries
             total.events += result.events
             total.stored += result.stored
             total.dead_letters += result.dead_letters
-            if result.entries < max_entries:
+            if result.events < max_events:
                 break
             if client.get(LOCK_KEY) != token.encode():
                 break  # our lock expired and another flusher took over
@@ -186,7 +219,7 @@ def replay_dead_letters() -> int:
     moved = 0
     for entry_id, fields in client.xrange(DEAD_LETTERS):
         pipe = client.pipeline(transaction=True)
-        pipe.xadd(buffer.STREAM, {"e": fields[b"e"]})
+        pipe.xadd(buffer.STREAM, {k: v for k, v in fields.items() if k in (b"c", b"n", b"e")})
         pipe.xdel(DEAD_LETTERS, entry_id)
         pipe.execute()
         moved += 1
