@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tracking', '0006_remove_plaintext_secret_keys'),
+        ('tracking', '0007_eventkey_brin'),
     ]
 
     operations = [
