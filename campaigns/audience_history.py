@@ -42,18 +42,25 @@ SELECT min(created_at) FROM campaigns_audiencechange
 WHERE audience_id = %(audience)s AND id > %(cursor)s
 """
 
+# One range scan of the log (its BRIN index on created_at), counted per local day,
+# then every day of the range written, days without a change as zeros.
 RECOMPUTE = """
+WITH counted AS (
+    SELECT (created_at AT TIME ZONE %(tz)s)::date AS day,
+           count(*) FILTER (WHERE action = 'add') AS added,
+           count(*) FILTER (WHERE action = 'remove') AS removed,
+           max(id) AS last_change_id
+    FROM campaigns_audiencechange
+    WHERE audience_id = %(audience)s
+      AND created_at >= %(first)s::date::timestamp AT TIME ZONE %(tz)s
+      AND created_at < (%(last)s::date + 1)::timestamp AT TIME ZONE %(tz)s
+    GROUP BY 1
+)
 INSERT INTO campaigns_audienceday (audience_id, day, added, removed, last_change_id)
-SELECT %(audience)s, g.day::date,
-       count(c.id) FILTER (WHERE c.action = 'add'),
-       count(c.id) FILTER (WHERE c.action = 'remove'),
-       COALESCE(max(c.id), 0)
+SELECT %(audience)s, g.day::date, COALESCE(c.added, 0), COALESCE(c.removed, 0),
+       COALESCE(c.last_change_id, 0)
 FROM generate_series(%(first)s::date, %(last)s::date, interval '1 day') AS g(day)
-LEFT JOIN campaigns_audiencechange c
-       ON c.audience_id = %(audience)s
-      AND c.created_at >= (g.day::date)::timestamp AT TIME ZONE %(tz)s
-      AND c.created_at < (g.day::date + 1)::timestamp AT TIME ZONE %(tz)s
-GROUP BY g.day
+LEFT JOIN counted c ON c.day = g.day::date
 ON CONFLICT (audience_id, day) DO UPDATE SET
     added = EXCLUDED.added, removed = EXCLUDED.removed, last_change_id = EXCLUDED.last_change_id
 """
