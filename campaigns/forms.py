@@ -62,6 +62,7 @@ class JSONTextField(forms.JSONField):
 class CampaignForm(forms.ModelForm):
     trigger_conditions = JSONTextField(
         required=False,
+        initial=list,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
         help_text='Optional, all must hold: [{"property": "value", "op": ">=", "value": 50}, '
         '{"property": "url", "op": "contains", "value": "/pricing"}]. Operators: = != > >= < <= '
@@ -69,6 +70,7 @@ class CampaignForm(forms.ModelForm):
     )
     audience_conditions = JSONTextField(
         required=False,
+        initial=dict,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
         help_text='Optional: {"email": "verified" | "unverified" | "any", "visitor": "new" | '
         '"returning" | "any", "stage": "browse" | "cart" | "checkout" | "any", '

@@ -66,6 +66,19 @@ def suppress(site_id: int, address: str, reason: str, *, now: datetime, note: st
     return True
 
 
+# Staff may lift only what staff or a bounce put there (a mailbox can come back).
+# An unsubscribe or a spam complaint is the person's own word, which only they
+# undo (resubscribe()); an erased person's suppression is what remains of their
+# deletion request.
+LIFTABLE_BY_HAND = (Suppression.Reason.MANUAL, Suppression.Reason.BOUNCED)
+
+
+def lift_by_hand(suppression: Suppression) -> bool:
+    """Let the address be mailed again, if staff may; False when it may not (or is gone)."""
+    deleted, _ = Suppression.objects.filter(pk=suppression.pk, reason__in=LIFTABLE_BY_HAND).delete()
+    return bool(deleted)
+
+
 @transaction.atomic
 def unsubscribe(message: Message, *, now: datetime, via: str) -> None:
     """Stop all marketing email of this site to the message's recipient."""

@@ -62,6 +62,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 PUBLIC_URL = env_str("PUBLIC_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")
 
 INSTALLED_APPS = [
+    "admin_interface",  # the admin theme (docs/admin.md); its templates come before admin's
+    "colorfield",
     "reengage.security.apps.AdminConfig",  # django.contrib.admin with optional 2FA
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -28,3 +28,14 @@ def segment_event(type_: str = "track", **fields) -> dict:
         event["event"] = fields.pop("event", "Product Viewed")
     event.update(fields)
     return event
+
+
+def store_calls(site: Site, *calls: dict, trusted: bool, received_at: datetime) -> None:
+    """Validate calls as ingest would (write key or, if trusted, secret key) and store them."""
+    from tracking.ingest import SiteKey, parse_batch
+    from tracking.storage import store_events
+
+    key = SiteKey(site.id, trusted, tuple(site.domains), True, 395, (site.secret_key,), 10**6)
+    events, _ = parse_batch({"batch": list(calls)}, key=key, received_at=received_at,
+                            client_ip="", single_type=None)  # fmt: skip
+    store_events(events, now=received_at)

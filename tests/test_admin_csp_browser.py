@@ -59,6 +59,7 @@ def test_admin_pages_and_widgets_report_no_csp_violation(page, live_server, djan
         "/admin/tracking/site/",
         f"/admin/tracking/site/{site.id}/change/",
         "/admin/tracking/site/add/",
+        f"/admin/tracking/site/{site.id}/install/",  # copy buttons and the live check
         f"/admin/auth/user/{admin.id}/change/",  # date/time shortcuts
         f"/admin/auth/group/{marketers.id}/change/",  # the two-list permission picker
         "/admin/otp_totp/totpdevice/add/",
@@ -72,6 +73,12 @@ def test_admin_pages_and_widgets_report_no_csp_violation(page, live_server, djan
         page.wait_for_load_state("load")
         assert violations(page) == [], path
 
+    # The admin theme's own scripts run too: an app's box folds when its caption is clicked.
+    page.goto(f"{live_server.url}/admin/")
+    caption = page.locator(".app-tracking caption")
+    box = caption.bounding_box()
+    caption.click(position={"x": box["width"] - 12, "y": box["height"] / 2})
+    assert "collapsed" in page.locator(".app-tracking").get_attribute("class")
     # The widgets' scripts really ran: the permission picker built its filter box.
     page.goto(f"{live_server.url}/admin/auth/group/{marketers.id}/change/")
     assert page.locator("#id_permissions_filter").count() == 1

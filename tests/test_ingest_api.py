@@ -367,6 +367,12 @@ def test_a_wrong_user_hash_is_refused(client, site):
     assert error(response) == (400, "batch[0].context.user_hash")
 
 
+def test_a_wrong_user_hash_in_traits_is_named_there(client, site):
+    event = identify("ann@example.com", traits={"user_hash": "0" * 64})
+    response = post(client, "/v1/batch", {"batch": [event]}, key=site.write_key)
+    assert error(response) == (400, "batch[0].traits.user_hash")
+
+
 def test_a_secret_key_identify_sets_a_verified_email(client, site):
     post(client, "/v1/batch", {"batch": [identify("ann@example.com")]}, key=site.secret_key)
     flush.flush_once()

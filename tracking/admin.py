@@ -1,13 +1,20 @@
-"""Admin for sites, visitors and events (the workspace issue polishes these)."""
+"""Admin for sites (with their install page), visitors and events."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from reengage.admin_paging import LargeTablePaginator
+from tracking import install
 from tracking.models import DroppedCount, Event, Profile, Site, Visitor
 
 RECENT_EVENTS = 100
@@ -19,6 +26,7 @@ class SiteAdmin(admin.ModelAdmin):
     search_fields = ["name", "domains"]
     readonly_fields = ["write_key", "secret_key_masked", "last_event_at", "created_at", "snippet"]
     actions = ["rotate_secret_key"]
+    change_form_template = "admin/tracking/site/change_form.html"
     fieldsets = [
         (None, {"fields": ["name", "domains", "timezone", "postal_address"]}),
         ("Privacy", {"fields": ["consent_mode", "anonymize_ip", "retention_days", "cookie_days"]}),
@@ -28,6 +36,45 @@ class SiteAdmin(admin.ModelAdmin):
             {"fields": ["write_key", "secret_key_masked", "snippet", "created_at"]},
         ),
     ]
+
+    def get_urls(self):
+        own = [
+            path("<int:pk>/install/", self.admin_site.admin_view(self.install_view),
+                 name="tracking_site_install"),
+            path("<int:pk>/install/last-event/", self.admin_site.admin_view(self.last_event_view),
+                 name="tracking_site_last_event"),
+        ]  # fmt: skip
+        return own + super().get_urls()
+
+    def _site(self, request: HttpRequest, pk: int) -> Site:
+        site = get_object_or_404(Site, pk=pk)
+        if not self.has_view_permission(request, site):
+            raise PermissionDenied
+        return site
+
+    def install_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The snippet and pixel to copy, server-side examples, and a live check."""
+        site = self._site(request, pk)
+        loader, pixel = install.snippet_parts(site, settings.PUBLIC_URL)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Install {site}",
+            "opts": self.model._meta,
+            "original": site,
+            "loader": loader,
+            "pixel": pixel,
+            "examples": install.install_examples(settings.PUBLIC_URL),
+            "secret_variable": install.SECRET_KEY_VARIABLE,
+            "example_email": install.EXAMPLE_EMAIL,
+            "last_event": install.last_event(site, timezone.now()),
+            "last_event_url": reverse("admin:tracking_site_last_event", args=[site.pk]),
+        }
+        return TemplateResponse(request, "admin/tracking/site/install.html", context)
+
+    def last_event_view(self, request: HttpRequest, pk: int) -> JsonResponse:
+        """What the install page polls: when the last event arrived, what and from where."""
+        site = self._site(request, pk)
+        return JsonResponse(install.last_event(site, timezone.now()))
 
     @admin.display(description="domains")
     def domain_list(self, site: Site) -> str:

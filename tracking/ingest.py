@@ -318,6 +318,9 @@ def normalize_event(
     email = ""
     email_verified = False
     raw_email = traits.get("email") if event_type == "identify" else None
+    hash_field = (
+        f"{path}.traits.user_hash" if traits.get("user_hash") else f"{path}.context.user_hash"
+    )
     user_hash = traits.pop("user_hash", None) or context.pop("user_hash", None)
     if raw_email is not None:
         if not isinstance(raw_email, str) or "@" not in raw_email or len(raw_email) > 254:
@@ -331,9 +334,8 @@ def normalize_event(
                     400,
                     "does not match the email (HMAC-SHA256 of the lower-cased email "
                     "under the site's secret key)",
-                    f"{path}.traits.user_hash" if "user_hash" in raw.get("traits", {}) else
-                    f"{path}.context.user_hash",
-                )  # fmt: skip
+                    hash_field,
+                )
             email_verified = True
 
     gpc = context.get("gpc") is True

@@ -9,6 +9,7 @@ import io
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.models import DELETION, LogEntry
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -31,7 +32,9 @@ from campaigns.models import (
     StepVariant,
     Suppression,
 )
+from campaigns.models.email import email_hash
 from campaigns.rendering import SAMPLE_TRIGGER, EmailData, render_email, validate_template
+from campaigns.unsubscribe import LIFTABLE_BY_HAND, lift_by_hand
 from reengage.admin_paging import LargeTablePaginator
 from tracking.models import Profile, Site
 
@@ -196,19 +199,125 @@ class MessageAdmin(admin.ModelAdmin):
         self.message_user(request, f"{requeued} failed message(s) queued again.")
 
 
+NOT_LIFTABLE = (
+    "an unsubscribe or a spam complaint is the person's own choice, which only they can undo "
+    "(from the preferences link in any email), and an erased person's suppression is what "
+    "remains of their deletion request."
+)
+
+
+class SuppressionAddForm(forms.ModelForm):
+    """Adding an address by hand: which site, which address, and why."""
+
+    class Meta:
+        model = Suppression
+        fields = ["site", "email", "note"]
+        labels = {"note": "Why"}
+        help_texts = {
+            "email": "Never email this address from this site's campaigns again.",
+            "note": "Kept with the suppression, e.g. “asked us by phone on 3 May”.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].required = True
+        self.fields["note"].required = True
+
+    def clean(self):
+        cleaned = super().clean()
+        site, address = cleaned.get("site"), cleaned.get("email")
+        if site and address:
+            existing = Suppression.objects.filter(site=site, email_hash=email_hash(address)).first()
+            if existing:
+                self.add_error(
+                    "email",
+                    f"{address} is already suppressed on {site} "
+                    f"({existing.get_reason_display()}, since {existing.created_at:%Y-%m-%d}).",
+                )
+        return cleaned
+
+
+class LiftForm(forms.Form):
+    reason = forms.CharField(
+        max_length=300,
+        help_text="Why this address may be emailed again, e.g. “the mailbox works again”.",
+    )
+
+
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
-    list_display = ["email", "site", "reason", "created_at"]
+    """Add by hand with a reason; lift by hand with a reason (both in the history)."""
+
+    list_display = ["email", "site", "reason", "note", "created_at"]
     list_filter = ["reason", "site"]
     search_fields = ["email", "email_hash"]
-    readonly_fields = ["email_hash"]
+    change_form_template = "admin/campaigns/suppression/change_form.html"
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = SuppressionAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["site", "email", "note"]
+        return ["site", "email", "email_hash", "reason", "note", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Only the note changes afterwards: the address and its reason are the record.
+        return [] if obj is None else ["site", "email", "email_hash", "reason", "created_at"]
 
     def save_model(self, request, obj, form, change):
-        from campaigns.models.email import email_hash
-
-        if obj.email:
+        if not change:
+            obj.email = obj.email.strip().lower()
             obj.email_hash = email_hash(obj.email)
+            obj.reason = Suppression.Reason.MANUAL
         super().save_model(request, obj, form, change)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # lifted through "Remove", which asks why; never a bare delete
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        suppression = self.get_object(request, object_id)
+        liftable = suppression is not None and suppression.reason in LIFTABLE_BY_HAND
+        extra_context = {**(extra_context or {}), "liftable": liftable}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        own = [
+            path("<int:pk>/remove/", self.admin_site.admin_view(self.lift_view),
+                 name="campaigns_suppression_remove"),
+        ]  # fmt: skip
+        return own + super().get_urls()
+
+    def lift_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Remove the suppression, asking why; refuses what only the person may undo."""
+        suppression = get_object_or_404(Suppression.objects.select_related("site"), pk=pk)
+        if not self.has_change_permission(request, suppression):
+            raise PermissionDenied
+        back = reverse("admin:campaigns_suppression_change", args=[pk])
+        if suppression.reason not in LIFTABLE_BY_HAND:
+            messages.error(request, f"{suppression} cannot be removed by hand: {NOT_LIFTABLE}")
+            return HttpResponseRedirect(back)
+        form = LiftForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            if lift_by_hand(suppression):
+                LogEntry.objects.log_actions(
+                    request.user.pk, [suppression], DELETION, single_object=True,
+                    change_message=f"Removed by hand: {form.cleaned_data['reason']}",
+                )  # fmt: skip
+                messages.success(
+                    request, f"{suppression.email or suppression} may be emailed again."
+                )
+            return HttpResponseRedirect(reverse("admin:campaigns_suppression_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": suppression,
+            "title": f"Remove the suppression of {suppression.email or suppression}",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/campaigns/suppression/remove.html", context)
 
 
 @admin.register(EmailSettings)

@@ -11,13 +11,16 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
+from campaigns.describe import campaign_in_words
+from campaigns.duplicate import duplicate_campaign
 from campaigns.forms import CampaignForm, StepForm, StepInlineFormSet, campaign_problems
 from campaigns.models import Campaign, Decision, Enrollment, SitePolicy, Step
 from campaigns.report_charts import SERIES, daily_chart, funnel_chart
@@ -41,12 +44,13 @@ class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
     inlines = [StepInline]
     list_display = [
-        "name", "site", "status", "trigger_event", "goal_event", "holdout_percent", "priority",
+        "name", "site", "status", "trigger_event", "goal_event", "holdout", "priority",
         "active_enrollments", "report_link",
     ]  # fmt: skip
     list_filter = ["status", "site"]
     search_fields = ["name", "trigger_event"]
-    actions = ["activate", "pause", "end"]
+    actions = ["activate", "pause", "end", "duplicate"]
+    readonly_fields = ["in_words"]
     fieldsets = [
         (None, {"fields": ["site", "name", "status", "priority", ("starts_at", "ends_at")]}),
         (
@@ -79,7 +83,24 @@ class CampaignAdmin(admin.ModelAdmin):
         )
         return super().get_queryset(request).annotate(_active=Coalesce(Subquery(active), 0))
 
-    @admin.display(description="active enrollments", ordering="_active")
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        return [("This campaign, in words", {"fields": ["in_words"]}), *fieldsets]
+
+    @admin.display(description="as saved")
+    def in_words(self, campaign: Campaign) -> str:
+        return format_html(
+            '<ul class="in-words">{}</ul>',
+            format_html_join("", "<li>{}</li>", ((s,) for s in campaign_in_words(campaign))),
+        )
+
+    @admin.display(description="holdout", ordering="holdout_percent")
+    def holdout(self, campaign: Campaign) -> str:
+        return f"{campaign.holdout_percent} %"
+
+    @admin.display(description="in it now", ordering="_active")
     def active_enrollments(self, campaign: Campaign) -> int:
         return campaign._active
 
@@ -92,6 +113,8 @@ class CampaignAdmin(admin.ModelAdmin):
         own = [
             path("<int:pk>/report/", self.admin_site.admin_view(self.report_view),
                  name="campaigns_campaign_report"),
+            path("<int:pk>/duplicate/", self.admin_site.admin_view(require_POST(self.duplicate_view)),
+                 name="campaigns_campaign_duplicate"),
         ]  # fmt: skip
         return own + super().get_urls()
 
@@ -113,6 +136,29 @@ class CampaignAdmin(admin.ModelAdmin):
             "funnel": funnel_chart(report.funnel),
         }
         return TemplateResponse(request, "admin/campaigns/campaign/report.html", context)
+
+    def duplicate_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The change page's "Duplicate" button: open the new draft."""
+        campaign = get_object_or_404(Campaign, pk=pk)
+        if not (self.has_add_permission(request) and self.has_view_permission(request, campaign)):
+            raise PermissionDenied
+        copy = self._duplicate(request, campaign)
+        return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[copy.pk]))
+
+    def _duplicate(self, request: HttpRequest, campaign: Campaign) -> Campaign:
+        copy = duplicate_campaign(campaign)
+        self.log_addition(request, copy, [{"added": {}}])
+        self.message_user(
+            request,
+            f"“{campaign}” duplicated as the draft “{copy}”: change what differs, then activate it.",
+            messages.SUCCESS,
+        )
+        return copy
+
+    @admin.action(description="Duplicate selected campaigns (as drafts)", permissions=["add"])
+    def duplicate(self, request, queryset):
+        for campaign in queryset:
+            self._duplicate(request, campaign)
 
     @admin.action(description="Activate selected campaigns")
     def activate(self, request, queryset):

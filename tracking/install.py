@@ -1,0 +1,114 @@
+"""The site install page: what a site owner copies, and whether events arrive.
+
+`install_examples` renders the server-side examples (curl, Python, Node, PHP)
+from templates/tracking/install/, against this instance's PUBLIC_URL. They read
+the secret key from the REENGAGE_SECRET_KEY environment variable: the page is
+seen by whoever may open the site, and the key is shown in full only once, when
+it is created or rotated. tests/test_site_install_live.py runs them for real.
+
+`last_event` answers the page's live check from `Site.last_event_at`, which the
+flusher moves forward with every stored batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.template.loader import render_to_string
+from django.utils.timesince import timesince
+
+from tracking.ingest import BROWSER_BACKFILL, MAX_FUTURE_SKEW
+from tracking.models import Event, Site
+
+SECRET_KEY_VARIABLE = "REENGAGE_SECRET_KEY"  # noqa: S105 (the name of the variable)
+# Mixed case on purpose: the examples show that user_hash lower-cases the address.
+EXAMPLE_EMAIL = "Ada@Example.com"
+WAITING = "No events yet — waiting…"
+
+
+@dataclass(frozen=True)
+class Example:
+    key: str
+    label: str
+    how_to_run: str
+    code: str
+
+
+EXAMPLES = [
+    ("curl", "curl (shell)", "bash example.sh", "tracking/install/curl.sh.txt"),
+    ("python", "Python", "python3 example.py", "tracking/install/python.py.txt"),
+    ("node", "Node.js", "node example.js", "tracking/install/node.js.txt"),
+    ("php", "PHP", "php example.php", "tracking/install/php.php.txt"),
+]
+
+
+def install_examples(public_url: str) -> list[Example]:
+    context = {"api": public_url.rstrip("/"), "email": EXAMPLE_EMAIL}
+    return [
+        Example(key, label, how_to_run, render_to_string(template, context))
+        for key, label, how_to_run, template in EXAMPLES
+    ]
+
+
+def snippet_parts(site: Site, public_url: str) -> tuple[str, str]:
+    """The loader (<script> tags) and the no-JavaScript pixel (<noscript>), apart."""
+    from tracking.snippet import loader_html
+
+    loader, pixel = loader_html(site, public_url).split("\n", 1)
+    return loader, pixel
+
+
+def last_event(site: Site, now: datetime) -> dict:
+    """When the site's latest stored event arrived, what it was and where it came from."""
+    received_at = site.last_event_at
+    if received_at is None:
+        return {"received": False, "message": WAITING}
+    # The newest batch's events share its receive time. A browser's timestamp lies
+    # within the backfill window of it, so the search stays in one or two monthly
+    # partitions; a server's backfill may not, and is then described by time alone.
+    event = (
+        Event.objects.filter(
+            site=site,
+            received_at=received_at,
+            timestamp__gte=received_at - BROWSER_BACKFILL - timedelta(minutes=1),
+            timestamp__lte=received_at + MAX_FUTURE_SKEW,
+        )
+        .order_by("-timestamp")
+        .first()
+    )
+    answer = {
+        "received": True,
+        "received_at": received_at.isoformat(),
+        "ago": ago(received_at, now),
+        "type": event.type if event else "",
+        "name": event.name if event else "",
+        "source": event_source(event) if event else "",
+    }
+    message = f"Last event received {answer['ago']}"
+    if event is not None:
+        message += f": {event.type}" + (f" “{event.name}”" if event.name else "")
+        message += f", from {answer['source']}"
+    answer["message"] = message + "."
+    return answer
+
+
+def ago(then: datetime, now: datetime) -> str:
+    seconds = int((now - then).total_seconds())
+    if seconds < 60:
+        return "just now" if seconds < 2 else f"{seconds} seconds ago"
+    return f"{timesince(then, now)} ago"
+
+
+def event_source(event: Event) -> str:
+    """Where an event came from, in words: the page it was sent from, or the library."""
+    context = event.context if isinstance(event.context, dict) else {}
+    page = context.get("page") if isinstance(context.get("page"), dict) else {}
+    library = context.get("library") if isinstance(context.get("library"), dict) else {}
+    url = page.get("url") if isinstance(page.get("url"), str) else ""
+    name = library.get("name") if isinstance(library.get("name"), str) else ""
+    if url:
+        return f"{url[:200]} ({name})" if name else url[:200]
+    if name:
+        return f"a server or app using {name[:100]}"
+    return "a server-side call"
