@@ -44,6 +44,7 @@ ADDED_BECAUSE = {
 REMOVED_BECAUSE = dict(AudienceMember.RemovalReason.choices)
 EVENT_PROPERTIES = ("name", "product_id", "sku", "order_id", "url", "path")
 MONEY_PROPERTIES = ("revenue", "value", "total", "price")
+DETAIL_CHARS = 200  # of each property shown (a URL can be 2,000)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _profile_ids(profile: Profile) -> list[int]:
 def _money(properties: dict) -> str:
     for name in MONEY_PROPERTIES:
         value = properties.get(name)
-        if isinstance(value, int | float | str) and value != "":
+        if isinstance(value, int | float | str) and not isinstance(value, bool) and value != "":
             currency = properties.get("currency")
             return f"{value} {currency}" if isinstance(currency, str) else str(value)
     return ""
@@ -143,7 +144,7 @@ def _money(properties: dict) -> str:
 
 def _event_detail(properties: dict) -> str:
     parts = [
-        str(properties[name])
+        str(properties[name])[:DETAIL_CHARS]
         for name in EVENT_PROPERTIES
         if isinstance(properties.get(name), str | int) and properties[name] != ""
     ]
