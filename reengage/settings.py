@@ -261,6 +261,10 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "campaigns.tasks.audiences.expire_audience_members",
             "schedule": AUDIENCE_EXPIRY_INTERVAL_SECONDS,
         },
+        "fold-audience-days": {
+            "task": "campaigns.tasks.audiences.fold_audience_days",
+            "schedule": 3600,
+        },
         "deliver-audience-changes": {
             "task": "campaigns.tasks.audiences.deliver_audience_changes",
             "schedule": AUDIENCE_WEBHOOK_INTERVAL_SECONDS,
@@ -380,6 +384,21 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "campaigns.tasks.engine.tick",
             "schedule": ENGINE_TICK_SECONDS,
             "options": {"expires": ENGINE_TICK_SECONDS},
+        },
+    }
+)
+
+# --- reports (campaigns.report_snapshots) ------------------------------------------
+# Campaigns with at least this many enrollments show a report computed by beat every
+# REPORT_SNAPSHOT_SECONDS instead of aggregating on every view.
+REPORT_SNAPSHOT_MIN_ENROLLMENTS = env_int("REPORT_SNAPSHOT_MIN_ENROLLMENTS", 50_000, minimum=1)
+REPORT_SNAPSHOT_SECONDS = env_int("REPORT_SNAPSHOT_SECONDS", 300, minimum=10)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "refresh-report-snapshots": {
+            "task": "campaigns.tasks.reports.refresh_report_snapshots",
+            "schedule": REPORT_SNAPSHOT_SECONDS,
+            "options": {"expires": REPORT_SNAPSHOT_SECONDS},
         },
     }
 )

@@ -8,13 +8,20 @@ from django.db import models
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timezone import now as tz_now
 from django.views.decorators.http import require_POST
 
 from campaigns import exports, webhooks
+from campaigns.audience_history import member_history, members_now
 from campaigns.models import Audience, AudienceMember, AudienceRule, Delivery, Destination
+from campaigns.report_charts import members_chart
+from reengage.admin_paging import LargeTablePaginator
+
+CHART_DAYS = 90
 
 
 class AudienceRuleInline(admin.StackedInline):
@@ -30,17 +37,38 @@ HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
 @admin.register(Audience)
 class AudienceAdmin(admin.ModelAdmin):
     formfield_overrides = HTTPS_URLS
-    list_display = ["name", "site", "lifetime_days", "include_hashed_emails", "tag_type"]
+    list_display = ["name", "site", "members", "lifetime_days", "include_hashed_emails",
+                    "tag_type"]  # fmt: skip
     list_filter = ["site"]
     search_fields = ["name"]
     inlines = [AudienceRuleInline]
-    readonly_fields = ["exports"]
+    readonly_fields = ["exports", "members_over_time"]
     fieldsets = [
         (None, {"fields": ["site", "name", "lifetime_days", "remove_on_conversion"]}),
+        ("Members", {"fields": ["members_over_time"]}),
         ("Ad platforms", {"fields": ["include_hashed_emails", "exports"]}),
         ("On-site tag (fired by tags.js for members, once per session)",
          {"fields": ["tag_type", "tag_url", "tag_event"]}),
     ]  # fmt: skip
+
+    class Media:
+        css = {"all": ["campaigns/report.css"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_members=members_now())
+
+    @admin.display(description="members now", ordering="_members")
+    def members(self, obj: Audience) -> int:
+        return obj._members
+
+    @admin.display(description="members over time")
+    def members_over_time(self, obj: Audience) -> str:
+        if not obj.pk:
+            return "Save the audience first."
+        history = member_history(obj.pk, now=tz_now(), days=CHART_DAYS)
+        context = {"audience": obj, "chart": members_chart(history), "history": history,
+                   "days": CHART_DAYS}  # fmt: skip
+        return mark_safe(render_to_string("admin/campaigns/audience/members_chart.html", context))  # noqa: S308 (escaped by the template)
 
     @admin.display(description="Download")
     def exports(self, obj: Audience) -> str:
@@ -80,15 +108,30 @@ class AudienceAdmin(admin.ModelAdmin):
         return exports.streaming_response(audience, format_name)
 
 
+class AddedBy(admin.SimpleListFilter):
+    """What added the members, from a fixed list: the admin's default filter would
+    read every member row for the distinct values."""
+
+    title = "added by"
+    parameter_name = "added_by"
+
+    def lookups(self, request, model_admin):
+        return [("campaign", "a campaign step"), ("rule", "the audience's rule")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(added_by=self.value()) if self.value() else queryset
+
+
 @admin.register(AudienceMember)
 class AudienceMemberAdmin(admin.ModelAdmin):
     """Read-only: members change through campaigns, rules, expiry and erasure only."""
 
     list_display = ["id", "audience", "profile", "added_by", "added_at", "expires_at",
                     "removed_at", "removal_reason"]  # fmt: skip
-    list_filter = ["audience", "removal_reason", "added_by"]
+    list_filter = ["audience", "removal_reason", AddedBy]
     list_select_related = ["audience", "profile"]
     show_full_result_count = False
+    paginator = LargeTablePaginator
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -243,6 +286,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     search_fields = ["webhook_id"]
     actions = ["retry"]
     show_full_result_count = False
+    paginator = LargeTablePaginator
 
     @admin.display(description="changes")
     def batch_size(self, obj) -> int:
