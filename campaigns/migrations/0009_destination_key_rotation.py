@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0006_encrypt_destination_signing_secrets'),
+        ('campaigns', '0008_report_snapshots'),
     ]
 
     operations = [
