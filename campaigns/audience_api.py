@@ -25,7 +25,6 @@ from django.views.decorators.http import require_GET
 
 from campaigns import exports
 from campaigns.models import Audience, AudienceChange, Destination
-from campaigns.models.audiences import hash_token
 from campaigns.webhooks import change_json
 from tracking.auth import secret_key_required
 from tracking.views import lookup_key
@@ -54,11 +53,7 @@ def audience_reader(view: Callable) -> Callable:
         scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme.lower() != "bearer":
             return by_secret_key(request, audience_id)
-        destination = (
-            Destination.objects.filter(token_hash=hash_token(token.strip()), enabled=True)
-            .select_related("audience")
-            .first()
-        )
+        destination = Destination.for_token(token.strip(), now=tz_now())
         if destination is None:
             return _error(401, "unknown or revoked token", "Authorization")
         if destination.audience_id != audience_id:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from campaigns.models import Message, Suppression
 from campaigns.unsubscribe import suppress
+from tracking.ingest import is_storable
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +56,31 @@ def on_tracking_event(sender, event: AnymailTrackingEvent, esp_name: str, **kwar
 def event_key(event: AnymailTrackingEvent) -> str:
     """The ESP's event id, or (Postmark opens/clicks have none) a digest of the event."""
     if event.event_id:
-        return str(event.event_id)[:200]
+        return _storable(str(event.event_id))[:200]
     parts = (event.event_type, event.message_id, event.recipient, event.timestamp, event.click_url)
     return "sha256:" + hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
+def _storable(value: str) -> str:
+    """`value` without what PostgreSQL cannot hold (NUL, lone surrogates)."""
+    return value if is_storable(value) else "".join(c for c in value if is_storable(c))
+
+
+def _text(value) -> str:
+    """A field the ESP should have sent as a string; anything else (a payload's
+    `"Recipient": true`, which Anymail passes through) counts as absent."""
+    return _storable(value) if isinstance(value, str) else ""
+
+
 def find_message(event: AnymailTrackingEvent) -> Message | None:
-    raw = (event.metadata or {}).get("message_id")
-    if raw is not None and str(raw).isdigit():
+    metadata = event.metadata if isinstance(event.metadata, dict) else {}
+    raw = str(metadata.get("message_id", ""))
+    if raw.isascii() and raw.isdigit() and len(raw) < 19:  # fits a bigint
         found = Message.objects.filter(pk=int(raw)).first()
         if found:
             return found
     if event.message_id:
-        return Message.objects.filter(esp_message_id=str(event.message_id)).first()
+        return Message.objects.filter(esp_message_id=_storable(str(event.message_id))).first()
     return None
 
 
@@ -107,17 +120,23 @@ RETURNING id
 def record_tracking_event(event: AnymailTrackingEvent, esp_name: str, *, now: datetime) -> bool:
     """Apply one ESP event; False when it was seen before (redelivered webhook)."""
     message = find_message(event)
-    detail = str(event.description or event.mta_response or event.reject_reason or "")[:500]
+    recipient = _text(event.recipient)
+    if len(recipient) > 254:  # not an address (RFC 5321 caps paths at 254)
+        recipient = ""
+    detail = _storable(
+        str(event.description or event.mta_response or event.reject_reason or "")[:500]
+    )
+    occurred_at = event.timestamp if isinstance(event.timestamp, datetime) else None
     with connection.cursor() as cursor:
         cursor.execute(
             INSERT_EVENT,
-            [esp_name[:40], event_key(event), str(event.event_type)[:20],
-             message.pk if message else None, (event.recipient or "")[:254],
-             event.timestamp, now, detail],
+            [esp_name[:40], event_key(event), _storable(str(event.event_type))[:20],
+             message.pk if message else None, recipient,
+             occurred_at, now, detail],
         )  # fmt: skip
         if cursor.fetchone() is None:
             return False
-    when = event.timestamp or now
+    when = occurred_at or now
     if message is not None:
         apply_status(message.pk, EVENT_STATUS.get(event.event_type), when)
     reason = suppression_for(event, esp_name)
@@ -127,7 +146,7 @@ def record_tracking_event(event: AnymailTrackingEvent, esp_name: str, *, now: da
             log.warning("%s %s for an unknown message %r", esp_name, event.event_type,
                         event.message_id)  # fmt: skip
         else:
-            suppress(message.site_id, event.recipient or message.to_email, reason, now=now,
+            suppress(message.site_id, recipient or message.to_email, reason, now=now,
                      note=f"{esp_name} {event.event_type}: {detail}")  # fmt: skip
     return True
 

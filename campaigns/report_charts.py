@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from campaigns.audience_history import DayCount
 from campaigns.reports import Day
 
 WIDTH = 720
@@ -109,3 +110,35 @@ def funnel_chart(stages: list[tuple[str, int]]) -> Chart:
             )
         )
     return Chart(WIDTH, FUNNEL_ROW * len(stages), bars, labels, top)
+
+
+def members_chart(history: list[DayCount], label_every: int = 14) -> Chart:
+    """An audience's members at the end of each day, one bar a day; a date every
+    `label_every` days, counted back from today so that today always has one."""
+    peak = max([d.members for d in history] + [1])
+    plot = HEIGHT - BOTTOM
+    slot = WIDTH / max(len(history), 1)
+    bars, labels = [], []
+    for i, day in enumerate(history):
+        height = plot * max(day.members, 0) / peak
+        bars.append(
+            Bar(
+                x=round(i * slot, 1),
+                y=round(plot - height, 1),
+                width=round(max(slot - 1, 0.5), 1),
+                height=round(height, 1),
+                series="members",
+                title=f"{day.day:%d %b}: {day.members} members (+{day.added} / −{day.removed})",
+            )
+        )
+        if (len(history) - 1 - i) % label_every == 0:
+            last = i == len(history) - 1
+            labels.append(
+                Label(
+                    x=round((i + 1) * slot if last else (i + 0.5) * slot, 1),
+                    y=HEIGHT - 5,
+                    text=f"{day.day:%d %b}",
+                    anchor="end" if last else "middle",
+                )
+            )
+    return Chart(WIDTH, HEIGHT, bars, labels, peak)

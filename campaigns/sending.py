@@ -66,6 +66,7 @@ from campaigns.models import (
 from campaigns.models.email import email_hash
 from campaigns.rendering import EmailData, render_email
 from campaigns.sandbox import TemplateRefused
+from tracking.models import Profile
 
 log = logging.getLogger(__name__)
 
@@ -203,15 +204,40 @@ def suppression_annotations(address: str) -> dict:
 
 
 def suppression_reason(message: Message) -> str:
-    """Why this message must not go out now ("" when it may). Needs the annotations."""
+    """Why this message must not go out now ("" when it may). Needs the annotations.
+
+    The engine checked the same things when it decided, but seconds (or, after a
+    retry's backoff, hours) pass before the send: whatever the person did
+    meanwhile — unsubscribed, withdrew consent, was erased — wins.
+    """
     if message.suppressed_as:
         return f"suppressed: {message.suppressed_as}"
     if message.left_campaign:
         return "suppressed: left this campaign"
-    profile = message.profile
-    if profile is not None and (profile.consent or {}).get("email") is False:
+    if not message.to_email:  # erasure blanks the address (and deletes the profile)
+        return "suppressed: person erased"
+    if message.profile_id is None:
+        return ""
+    profile = current_profile(message.profile)
+    if (profile.consent or {}).get("email") is False:
         return "suppressed: email consent withdrawn"
+    if not profile.email_verified or not profile.email:
+        return "suppressed: email no longer verified"
+    if profile.email.strip().lower() != message.to_email.strip().lower():
+        return "suppressed: the person's verified email changed"
     return ""
+
+
+def current_profile(profile: Profile) -> Profile:
+    """The profile a merge folded this one into (consent and email live there now)."""
+    seen = {profile.pk}
+    while profile.merged_into_id is not None and profile.merged_into_id not in seen:
+        survivor = Profile.objects.filter(pk=profile.merged_into_id).first()
+        if survivor is None:
+            break
+        seen.add(survivor.pk)
+        profile = survivor
+    return profile
 
 
 # --- classifying backend errors -------------------------------------------------------

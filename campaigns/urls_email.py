@@ -3,10 +3,11 @@
 from django.urls import include, path
 
 from campaigns import views_email as views
+from campaigns.esp_webhooks import tracking_urlpatterns
 
 urlpatterns = [
     # /anymail/<esp>/tracking/ — basic auth with ANYMAIL_WEBHOOK_SECRET (see settings).
-    path("anymail/", include("anymail.urls")),
+    path("anymail/", include((tracking_urlpatterns(), "anymail"))),
     path("email/unsubscribe/<str:token>/", views.unsubscribe, name="email-unsubscribe"),
     path("email/preferences/<str:token>/", views.preferences, name="email-preferences"),
     path("email/c/<str:token>/", views.click, name="email-click"),

@@ -11,6 +11,7 @@ import base64
 
 from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -44,9 +45,18 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     context = {"message": message, "site": message.site, "token": token}
     if request.method == "GET":
         return render(request, "campaigns/unsubscribe/confirm.html", context)
-    one_click = request.POST.get("List-Unsubscribe") == "One-Click"
-    actions.unsubscribe(message, now=timezone.now(), via="one-click" if one_click else "link")
+    actions.unsubscribe(message, now=timezone.now(), via=_unsubscribe_via(request))
     return render(request, "campaigns/unsubscribe/done.html", context)
+
+
+def _unsubscribe_via(request: HttpRequest) -> str:
+    """How the POST came: RFC 8058 one-click (the mail app) or the page's button. Only
+    noted; a body that does not parse (a broken multipart) still unsubscribes."""
+    try:
+        one_click = request.POST.get("List-Unsubscribe") == "One-Click"
+    except MultiPartParserError:
+        one_click = False
+    return "one-click" if one_click else "link"
 
 
 @never_cache

@@ -51,13 +51,17 @@ def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
 
 
-def signed_headers(secret: str, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+def signed_headers(
+    secrets: list[str], webhook_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
+    """One signature per secret, space-separated as the spec allows: while a rotated
+    secret overlaps, a receiver configured with either the old or the new one verifies."""
     return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, webhook_id, timestamp, body),
+        "webhook-signature": " ".join(sign(s, webhook_id, timestamp, body) for s in secrets),
     }
 
 
@@ -209,7 +213,7 @@ def send_delivery(delivery_id: int, *, now: datetime) -> str:
     outcome = post(
         destination.url,
         body,
-        signed_headers(destination.signing_secret, delivery.webhook_id, timestamp, body),
+        signed_headers(destination.signing_secrets(now), delivery.webhook_id, timestamp, body),
         settings.AUDIENCE_WEBHOOK_TIMEOUT_SECONDS,
     )
     attempts = delivery.attempts + 1
@@ -251,6 +255,6 @@ def send_test(destination: Destination, *, now: datetime) -> Outcome:
         separators=(",", ":"),
     ).encode()  # fmt: skip
     headers = signed_headers(
-        destination.signing_secret, new_webhook_id(), int(now.timestamp()), body
+        destination.signing_secrets(now), new_webhook_id(), int(now.timestamp()), body
     )
     return post(destination.url, body, headers, settings.AUDIENCE_WEBHOOK_TIMEOUT_SECONDS)

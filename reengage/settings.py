@@ -83,6 +83,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "campaigns.body_limit.BodyLimitMiddleware",  # before anything reads a body (CSRF)
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -260,6 +261,10 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "campaigns.tasks.audiences.expire_audience_members",
             "schedule": AUDIENCE_EXPIRY_INTERVAL_SECONDS,
         },
+        "fold-audience-days": {
+            "task": "campaigns.tasks.audiences.fold_audience_days",
+            "schedule": 3600,
+        },
         "deliver-audience-changes": {
             "task": "campaigns.tasks.audiences.deliver_audience_changes",
             "schedule": AUDIENCE_WEBHOOK_INTERVAL_SECONDS,
@@ -279,8 +284,14 @@ if not DEBUG and not ANYMAIL.get("WEBHOOK_SECRET"):
         "ANYMAIL_WEBHOOK_SECRET must be set when DEBUG is off: a 'user:password' pair that "
         "the ESP's tracking webhooks send as HTTP Basic auth to /anymail/<esp>/tracking/"
     )
-if ANYMAIL.get("WEBHOOK_SECRET") and ":" not in ANYMAIL["WEBHOOK_SECRET"]:
-    raise ConfigError("ANYMAIL_WEBHOOK_SECRET must look like user:password")
+if ANYMAIL.get("WEBHOOK_SECRET"):
+    # Comma-separated to rotate it: "new:pw,old:pw" accepts both until the ESP is switched
+    # to the new pair, then drop the old one (Anymail takes a list).
+    ANYMAIL["WEBHOOK_SECRET"] = [c.strip() for c in ANYMAIL["WEBHOOK_SECRET"].split(",")]
+    if not all(":" in credential for credential in ANYMAIL["WEBHOOK_SECRET"]):
+        raise ConfigError(
+            "ANYMAIL_WEBHOOK_SECRET must look like user:password (comma-separated to rotate)"
+        )
 # Messages claimed and sent per periodic run, and the run's time budget (seconds).
 EMAIL_SEND_BATCH = env_int("EMAIL_SEND_BATCH", 5000, minimum=1)
 EMAIL_SEND_BUDGET_SECONDS = env_int("EMAIL_SEND_BUDGET_SECONDS", 50, minimum=1)
@@ -373,6 +384,21 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "campaigns.tasks.engine.tick",
             "schedule": ENGINE_TICK_SECONDS,
             "options": {"expires": ENGINE_TICK_SECONDS},
+        },
+    }
+)
+
+# --- reports (campaigns.report_snapshots) ------------------------------------------
+# Campaigns with at least this many enrollments show a report computed by beat every
+# REPORT_SNAPSHOT_SECONDS instead of aggregating on every view.
+REPORT_SNAPSHOT_MIN_ENROLLMENTS = env_int("REPORT_SNAPSHOT_MIN_ENROLLMENTS", 50_000, minimum=1)
+REPORT_SNAPSHOT_SECONDS = env_int("REPORT_SNAPSHOT_SECONDS", 300, minimum=10)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "refresh-report-snapshots": {
+            "task": "campaigns.tasks.reports.refresh_report_snapshots",
+            "schedule": REPORT_SNAPSHOT_SECONDS,
+            "options": {"expires": REPORT_SNAPSHOT_SECONDS},
         },
     }
 )

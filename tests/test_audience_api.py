@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -73,7 +74,7 @@ def test_changes_resume_from_a_cursor(client, audience):
 
 def test_a_destination_token_reads_its_own_audience_only(client, audience):
     destination = Destination.objects.create(audience=audience, name="sync")
-    token = destination.issue_token()
+    token = destination.issue_token(now=datetime.now(UTC))
     assert destination.token_hash != token and token not in destination.token_hash
     ok = client.get(f"/api/v1/audiences/{audience.id}/members", **bearer(token))
     assert ok.status_code == 200
@@ -83,10 +84,10 @@ def test_a_destination_token_reads_its_own_audience_only(client, audience):
     assert refused.json()["field"] == "Authorization"
 
 
-def test_a_reissued_token_revokes_the_old_one(client, audience):
+def test_a_token_reissued_without_overlap_ends_the_old_one_at_once(client, audience):
     destination = Destination.objects.create(audience=audience, name="sync")
-    old = destination.issue_token()
-    destination.issue_token()
+    old = destination.issue_token(now=datetime.now(UTC))
+    destination.issue_token(now=datetime.now(UTC), overlap=timedelta(0))
     response = client.get(f"/api/v1/audiences/{audience.id}/members", **bearer(old))
     assert response.status_code == 401
 

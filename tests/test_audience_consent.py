@@ -1,14 +1,18 @@
-"""People who withdraw advertising consent (or send GPC) leave every audience at once."""
+"""People who withdraw advertising consent (or send GPC) leave every audience at once,
+and every destination hears of it."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
 
 import pytest
 
-from campaigns import membership
-from campaigns.models import Audience, AudienceChange, AudienceMember
+from campaigns import membership, webhooks
+from campaigns.models import Audience, AudienceChange, AudienceMember, Delivery, Destination
 from tests.factories import make_site, segment_event
+from tracking import flush
 from tracking.ingest import SiteKey, parse_batch
 from tracking.models import Visitor
 from tracking.storage import store_events
@@ -57,3 +61,53 @@ def test_sending_gpc_leaves_every_audience(site):
 
 def test_other_consent_changes_leave_membership_alone(site):
     assert members_after(site, {"consent": {"email": False}}) == ({"leaver", "stayer"}, [])
+
+
+def test_a_withdrawal_sent_to_the_ingest_api_reaches_every_destination_at_once(
+    client, site, redis_client
+):
+    """The whole path: the snippet's call → ingest → flush → the member leaves, and the
+    removal goes out in the next webhook batch and shows in the pull API's changes."""
+    from tests.test_audience_webhooks import Receiver
+
+    audience = Audience.objects.create(site=site, name="Retarget")
+    store(site, segment_event(anonymousId="leaver"))
+    [profile_id] = Visitor.objects.filter(site=site).values_list("profile_id", flat=True)
+    now = datetime.now(UTC)
+    membership.add_members([(audience.id, profile_id)], now=now)
+    receiver = Receiver()
+    try:
+        hook = Destination.objects.create(audience=audience, name="hook", url=receiver.url)
+        token = Destination.objects.create(audience=audience, name="pull").issue_token(now=now)
+        webhooks.batch_changes(now=now)  # the add goes out first
+        for delivery_id in webhooks.claim_due(now=now):
+            webhooks.send_delivery(delivery_id, now=now)
+
+        withdrawal = segment_event(
+            anonymousId="leaver", context={"consent": {"advertising": False}}
+        )
+        response = client.post(
+            "/v1/batch", json.dumps({"batch": [withdrawal]}), content_type="application/json",
+            HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{site.write_key}:".encode()).decode(),
+        )  # fmt: skip
+        assert response.status_code == 200
+        flush.flush_once()
+        assert not AudienceMember.objects.filter(removed_at=None).exists()
+
+        webhooks.batch_changes(now=now)
+        for delivery_id in webhooks.claim_due(now=now):
+            webhooks.send_delivery(delivery_id, now=now)
+        sent = [json.loads(body)["data"]["changes"] for _, body in receiver.delivered()]
+        assert [[(c["action"], c["reason"]) for c in batch] for batch in sent] == [
+            [("add", "campaign")], [("remove", "consent_withdrawn")],
+        ]  # fmt: skip
+        assert sent[1][0]["anonymousIds"] == ["leaver"]
+        assert Delivery.objects.filter(destination=hook, status="delivered").count() == 2
+
+        pulled = client.get(f"/api/v1/audiences/{audience.id}/changes",
+                            HTTP_AUTHORIZATION=f"Bearer {token}").json()  # fmt: skip
+        assert [(c["action"], c["reason"]) for c in pulled["data"]] == [
+            ("add", "campaign"), ("remove", "consent_withdrawn"),
+        ]  # fmt: skip
+    finally:
+        receiver.close()

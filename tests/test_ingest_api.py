@@ -303,6 +303,34 @@ def test_a_client_over_its_rate_is_429(client, site, settings):
     assert other_client.status_code == 200
 
 
+def test_behind_the_proxy_each_client_has_its_own_rate_and_forged_hops_do_not_help(
+    client, site, settings
+):
+    settings.INGEST_CLIENT_EVENTS_PER_MINUTE = 2
+    settings.TRUSTED_PROXY_HEADER, settings.TRUSTED_PROXY_COUNT = "HTTP_X_FORWARDED_FOR", 1
+
+    def send(forwarded: str) -> int:
+        return post(client, "/v1/batch", {"batch": [segment_event()]}, key=site.write_key,
+                    REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded).status_code  # fmt: skip
+
+    # The client forges a new leftmost hop each time; the proxy appends its real address.
+    assert [send(f"192.0.2.{n}, 203.0.113.7") for n in range(3)] == [200, 200, 429]
+    # Everyone else behind the same proxy keeps their own allowance.
+    assert send("198.51.100.20") == 200
+
+
+def test_without_a_trusted_proxy_a_forwarded_header_does_not_escape_the_rate(
+    client, site, settings
+):
+    settings.INGEST_CLIENT_EVENTS_PER_MINUTE = 2
+    statuses = [
+        post(client, "/v1/batch", {"batch": [segment_event()]}, key=site.write_key,
+             REMOTE_ADDR="203.0.113.7", HTTP_X_FORWARDED_FOR=f"192.0.2.{n}").status_code
+        for n in range(3)
+    ]  # fmt: skip
+    assert statuses == [200, 200, 429]
+
+
 def test_client_ips_come_from_the_trusted_proxy_header_only_when_configured(client, site, settings):
     event = segment_event()
     post(client, "/v1/batch", {"batch": [event]}, key=site.write_key,

@@ -141,7 +141,7 @@ def test_a_new_encryption_key_still_reads_old_rows_until_reencrypted(client):
         assert _load_key(secret).trusted  # found by the old key's digest
         out = StringIO()
         call_command("reencrypt_keys", stdout=out)
-        assert "1 site(s)" in out.getvalue()
+        assert "secret_key_encrypted, previous_secret_key_encrypted of 1 sites" in out.getvalue()
         assert raw_site_row(site) != old_row
         with override_settings(FIELD_ENCRYPTION_KEYS=["n" * 40]):  # old key dropped
             assert Site.objects.get(id=site.id).secret_key == secret

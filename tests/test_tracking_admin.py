@@ -32,4 +32,6 @@ def test_profile_and_event_lists_render(admin_client):
     assert admin_client.get("/admin/tracking/profile/").status_code == 200
     profile = Profile.objects.get(site=site)
     page = admin_client.get(f"/admin/tracking/profile/{profile.id}/change/").content.decode()
-    assert "Product Viewed" in page
+    timeline = f"/admin/tracking/profile/{profile.id}/timeline/"
+    assert timeline in page  # the events are on the visitor's timeline
+    assert "Product Viewed" in admin_client.get(timeline).content.decode()

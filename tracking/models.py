@@ -22,6 +22,7 @@ from django.contrib.postgres.indexes import BrinIndex
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils.timezone import now as tz_now
 
 from reengage import encryption
@@ -184,6 +185,9 @@ class Profile(models.Model):
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # When it was merged (the visitor's timeline shows it); empty for merges made
+    # before this was recorded.
+    merged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -193,7 +197,11 @@ class Profile(models.Model):
                 name="profile_unique_user_id_per_site",
             )
         ]
-        indexes = [models.Index(fields=["site", "email"], name="profile_site_email")]
+        indexes = [
+            models.Index(fields=["site", "email"], name="profile_site_email"),
+            # The admin's search finds an address in any case (email__iexact).
+            models.Index(Upper("email"), name="profile_email_upper"),
+        ]
 
     def __str__(self) -> str:
         return self.email or self.user_id or f"profile {self.pk}"

@@ -407,7 +407,8 @@ def merge_profiles(cursor, site_id: int, *, survivor: int, merged: int) -> None:
         [survivor, site_id, merged],
     )
     cursor.execute(
-        "UPDATE tracking_profile SET merged_into_id = %s, user_id = NULL WHERE id = %s",
+        "UPDATE tracking_profile SET merged_into_id = %s, merged_at = now(), user_id = NULL"
+        " WHERE id = %s",
         [survivor, merged],
     )
     profiles_merged.send(

@@ -1,3 +1,3 @@
 """Admin for the campaigns app, one module per area."""
 
-from campaigns.admin import audiences, email, engine, privacy  # noqa: F401
+from campaigns.admin import audiences, email, engine, people, privacy  # noqa: F401

@@ -8,13 +8,20 @@ from django.db import models
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timezone import now as tz_now
 from django.views.decorators.http import require_POST
 
 from campaigns import exports, webhooks
+from campaigns.audience_history import member_history, members_now
 from campaigns.models import Audience, AudienceMember, AudienceRule, Delivery, Destination
+from campaigns.report_charts import members_chart
+from reengage.admin_paging import LargeTablePaginator
+
+CHART_DAYS = 90
 
 
 class AudienceRuleInline(admin.StackedInline):
@@ -30,17 +37,38 @@ HTTPS_URLS = {models.URLField: {"assume_scheme": "https"}}
 @admin.register(Audience)
 class AudienceAdmin(admin.ModelAdmin):
     formfield_overrides = HTTPS_URLS
-    list_display = ["name", "site", "lifetime_days", "include_hashed_emails", "tag_type"]
+    list_display = ["name", "site", "members", "lifetime_days", "include_hashed_emails",
+                    "tag_type"]  # fmt: skip
     list_filter = ["site"]
     search_fields = ["name"]
     inlines = [AudienceRuleInline]
-    readonly_fields = ["exports"]
+    readonly_fields = ["exports", "members_over_time"]
     fieldsets = [
         (None, {"fields": ["site", "name", "lifetime_days", "remove_on_conversion"]}),
+        ("Members", {"fields": ["members_over_time"]}),
         ("Ad platforms", {"fields": ["include_hashed_emails", "exports"]}),
         ("On-site tag (fired by tags.js for members, once per session)",
          {"fields": ["tag_type", "tag_url", "tag_event"]}),
     ]  # fmt: skip
+
+    class Media:
+        css = {"all": ["campaigns/report.css"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_members=members_now())
+
+    @admin.display(description="members now", ordering="_members")
+    def members(self, obj: Audience) -> int:
+        return obj._members
+
+    @admin.display(description="members over time")
+    def members_over_time(self, obj: Audience) -> str:
+        if not obj.pk:
+            return "Save the audience first."
+        history = member_history(obj.pk, now=tz_now(), days=CHART_DAYS)
+        context = {"audience": obj, "chart": members_chart(history), "history": history,
+                   "days": CHART_DAYS}  # fmt: skip
+        return mark_safe(render_to_string("admin/campaigns/audience/members_chart.html", context))  # noqa: S308 (escaped by the template)
 
     @admin.display(description="Download")
     def exports(self, obj: Audience) -> str:
@@ -80,15 +108,30 @@ class AudienceAdmin(admin.ModelAdmin):
         return exports.streaming_response(audience, format_name)
 
 
+class AddedBy(admin.SimpleListFilter):
+    """What added the members, from a fixed list: the admin's default filter would
+    read every member row for the distinct values."""
+
+    title = "added by"
+    parameter_name = "added_by"
+
+    def lookups(self, request, model_admin):
+        return [("campaign", "a campaign step"), ("rule", "the audience's rule")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(added_by=self.value()) if self.value() else queryset
+
+
 @admin.register(AudienceMember)
 class AudienceMemberAdmin(admin.ModelAdmin):
     """Read-only: members change through campaigns, rules, expiry and erasure only."""
 
     list_display = ["id", "audience", "profile", "cookie_ids", "added_by", "added_at",
                     "expires_at", "removed_at", "removal_reason"]  # fmt: skip
-    list_filter = ["audience", "removal_reason", "added_by"]
+    list_filter = ["audience", "removal_reason", AddedBy]
     list_select_related = ["audience", "profile"]
     show_full_result_count = False
+    paginator = LargeTablePaginator
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("profile__visitors")
@@ -113,16 +156,45 @@ class DestinationAdmin(admin.ModelAdmin):
     formfield_overrides = HTTPS_URLS
     list_display = ["name", "audience", "url", "enabled", "pending", "dead"]
     list_filter = ["enabled", "audience"]
-    readonly_fields = ["signing_secret_shown", "token_hint", "last_change_id", "created_at"]
+    readonly_fields = ["signing_secret_shown", "token_shown", "last_change_id", "created_at"]
     exclude = ["signing_secret_encrypted"]
 
     @admin.display(description="signing secret")
     def signing_secret_shown(self, obj) -> str:
-        # Admins configure receivers with it; it is stored encrypted. Marketers
-        # cannot open destinations at all.
-        return obj.signing_secret if obj.pk else "created when the destination is saved"
+        # Shown in full once, in the message after adding the destination or rotating
+        # the secret; stored encrypted. Marketers cannot open destinations at all.
+        if not obj.pk:
+            return "created when the destination is saved, and shown once"
+        expires = obj.previous_signing_secret_expires_at
+        overlap = (
+            f" (the previous secret also signs until {expires:%Y-%m-%d %H:%M} UTC)"
+            if expires and expires > tz_now()
+            else ""
+        )
+        return f"{obj.signing_secret_hint}{overlap}"
 
-    actions = ["send_test", "issue_token"]
+    @admin.display(description="pull-API token")
+    def token_shown(self, obj) -> str:
+        if not obj.token_hint:
+            return "none (use the action “Rotate the read-only API token”)"
+        expires = obj.previous_token_expires_at
+        overlap = (
+            f" (the previous token also reads until {expires:%Y-%m-%d %H:%M} UTC)"
+            if obj.previous_token_hash and expires and expires > tz_now()
+            else ""
+        )
+        return f"{obj.token_hint}…{overlap}"
+
+    actions = ["send_test", "issue_token", "rotate_signing_secret", "revoke_tokens"]
+
+    def response_add(self, request, obj, post_url_continue=None):
+        self.message_user(
+            request,
+            f"{obj}: signing secret {obj.signing_secret} — configure the receiver with it "
+            "now, it is not shown again.",
+            messages.WARNING,
+        )
+        return super().response_add(request, obj, post_url_continue)
 
     def get_queryset(self, request):
         return (
@@ -185,15 +257,32 @@ class DestinationAdmin(admin.ModelAdmin):
         for destination in queryset.select_related("audience"):
             self._send_test(request, destination)
 
-    @admin.action(description="Issue a new read-only API token (the old one stops working)")
+    @admin.action(description="Rotate the read-only API token (the old one reads 24 more hours)")
     def issue_token(self, request, queryset) -> None:
         for destination in queryset:
-            token = destination.issue_token()
+            token = destination.issue_token(now=tz_now())
             self.message_user(
                 request,
                 f"{destination}: new token {token} — copy it now, it is not shown again.",
                 messages.WARNING,
             )
+
+    @admin.action(description="Rotate the webhook signing secret (the old one signs 24 more hours)")
+    def rotate_signing_secret(self, request, queryset) -> None:
+        for destination in queryset:
+            secret = destination.rotate_signing_secret(now=tz_now())
+            self.message_user(
+                request,
+                f"{destination}: new signing secret {secret} — configure the receiver with it "
+                "now, it is not shown again.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Revoke the API tokens now (a leaked token: no overlap)")
+    def revoke_tokens(self, request, queryset) -> None:
+        for destination in queryset:
+            destination.revoke_tokens()
+        self.message_user(request, f"Revoked the API tokens of {queryset.count()} destination(s).")
 
 
 @admin.register(Delivery)
@@ -205,6 +294,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     search_fields = ["webhook_id"]
     actions = ["retry"]
     show_full_result_count = False
+    paginator = LargeTablePaginator
 
     @admin.display(description="changes")
     def batch_size(self, obj) -> int:

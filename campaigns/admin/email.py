@@ -35,6 +35,7 @@ from campaigns.models import (
 from campaigns.models.email import email_hash
 from campaigns.rendering import SAMPLE_TRIGGER, EmailData, render_email, validate_template
 from campaigns.unsubscribe import LIFTABLE_BY_HAND, lift_by_hand
+from reengage.admin_paging import LargeTablePaginator
 from tracking.models import Profile, Site
 
 
@@ -165,12 +166,27 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = ["to_email", "campaign", "position", "status", "sent_at", "attempts"]
-    list_filter = ["status", "site", "campaign"]
+    # A date filter (today, past 7 days, this month…) rather than a date hierarchy,
+    # whose year links cost a scan of the whole outbox on every page view.
+    list_filter = ["status", "site", "campaign", "created_at"]
     search_fields = ["to_email", "esp_message_id"]
-    date_hierarchy = "created_at"
+    search_help_text = "The recipient's exact email address (any case) or the ESP's message id."
     list_select_related = ["campaign"]
     readonly_fields = [f.name for f in Message._meta.fields]
     actions = ["send_again"]
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact matches through indexes: the recipient's profile by its Upper(email)
+        index, or the ESP's id. A substring match scans the whole outbox."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        # Ids first: an OR with a subquery would not use either index.
+        people = list(Profile.objects.filter(email__iexact=term).values_list("pk", flat=True))
+        match = Q(profile__in=people, to_email__iexact=term) | Q(esp_message_id=term)
+        return queryset.filter(match), False
 
     def has_add_permission(self, request):
         return False

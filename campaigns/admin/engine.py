@@ -6,9 +6,11 @@ state goes through the same checks as the forms (`campaigns.forms`).
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -22,7 +24,9 @@ from campaigns.duplicate import duplicate_campaign
 from campaigns.forms import CampaignForm, StepForm, StepInlineFormSet, campaign_problems
 from campaigns.models import Campaign, Decision, Enrollment, SitePolicy, Step
 from campaigns.report_charts import SERIES, daily_chart, funnel_chart
-from campaigns.reports import campaign_report
+from campaigns.report_snapshots import page_report
+from reengage.admin_paging import LargeTablePaginator
+from tracking.models import Profile
 
 
 class StepInline(admin.TabularInline):
@@ -68,11 +72,16 @@ class CampaignAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(_active=Count("enrollments", filter=Q(enrollments__status="active")))
+        # A subquery per campaign counts through the one-active-per-campaign index;
+        # a join grouped by campaign would read every enrollment of every campaign.
+        active = (
+            Enrollment.objects.filter(campaign=OuterRef("pk"), status=Enrollment.Status.ACTIVE)
+            .order_by()
+            .values("campaign")
+            .annotate(n=Count("pk"))
+            .values("n")
         )
+        return super().get_queryset(request).annotate(_active=Coalesce(Subquery(active), 0))
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -113,13 +122,15 @@ class CampaignAdmin(admin.ModelAdmin):
         campaign = get_object_or_404(Campaign.objects.select_related("site"), pk=pk)
         if not self.has_view_permission(request, campaign):
             raise PermissionDenied
-        report = campaign_report(campaign, now=timezone.now())
+        report, computed_at = page_report(campaign, now=timezone.now())
         context = {
             **self.admin_site.each_context(request),
             "title": f"Report: {campaign}",
             "opts": self.model._meta,
             "original": campaign,
             "report": report,
+            "computed_at": computed_at,
+            "snapshot_minutes": settings.REPORT_SNAPSHOT_SECONDS // 60,
             "daily": daily_chart(report.days),
             "series": SERIES,
             "funnel": funnel_chart(report.funnel),
@@ -211,19 +222,50 @@ class EnrollmentAdmin(admin.ModelAdmin):
     list_filter = ["status", "is_holdout", "campaign"]
     list_select_related = ["profile", "campaign"]
     search_fields = ["profile__email"]
+    search_help_text = "The person's exact email address (any case)."
     inlines = [DecisionInline]
     readonly_fields = [f.name for f in Enrollment._meta.fields]
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact addresses, through the profiles' Upper(email) index (a substring
+        match would join and scan every enrollment)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        people = Profile.objects.filter(email__iexact=term).values("pk")
+        return queryset.filter(profile__in=people), False
 
     def has_add_permission(self, request) -> bool:
         return False
 
 
+class DecisionReason(admin.SimpleListFilter):
+    """The reasons in words, from Decision.REASONS: the admin's default filter would
+    read the whole decision log for the distinct values."""
+
+    title = "reason"
+    parameter_name = "reason"
+
+    def lookups(self, request, model_admin):
+        return list(Decision.REASONS.items())
+
+    def queryset(self, request, queryset):
+        return queryset.filter(reason=self.value()) if self.value() else queryset
+
+
 @admin.register(Decision)
 class DecisionAdmin(admin.ModelAdmin):
     list_display = ["decided_at", "campaign", "profile", "position", "outcome", "reason_text"]
-    list_filter = ["outcome", "reason", "campaign"]
+    list_filter = ["outcome", DecisionReason, "campaign"]
     list_select_related = ["campaign", "profile"]
     readonly_fields = [f.name for f in Decision._meta.fields]
+    # Newest first by id (the order they were made in), through the primary key: the
+    # model's (decided_at, id) order would sort the whole log for every page.
+    ordering = ["-id"]
+    show_full_result_count = False
+    paginator = LargeTablePaginator
 
     def has_add_permission(self, request) -> bool:
         return False

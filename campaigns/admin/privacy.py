@@ -1,7 +1,8 @@
 """Data-subject requests from the admin: erase or export the selected people.
 
-The profile admin lives in tracking (which knows nothing of campaigns); the
-actions that need campaigns' data are added here, calling `campaigns.privacy`.
+The profile admin lives in tracking (which knows nothing of campaigns); these
+actions need campaigns' data, call `campaigns.privacy`, and are added to it by
+`campaigns.admin.people`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from django.http import HttpResponse
 from django.utils import timezone
 
 from campaigns.privacy import export, forget
-from tracking.admin import ProfileAdmin
 from tracking.models import Profile
 
 
@@ -51,15 +51,3 @@ def export_people(modeladmin, request, queryset):
     )
     response["Content-Disposition"] = 'attachment; filename="reengage-people.json"'
     return response
-
-
-class PersonAdmin(ProfileAdmin):
-    actions = [erase_people, export_people]
-
-    def has_delete_permission(self, request, obj=None):
-        # Deleting goes through "erase" (suppression, audience removals), never a bare delete.
-        return request.user.has_perm("tracking.delete_profile") and obj is None
-
-
-admin.site.unregister(Profile)
-admin.site.register(Profile, PersonAdmin)

@@ -3,6 +3,7 @@
 from campaigns.models.audiences import (
     Audience,
     AudienceChange,
+    AudienceDay,
     AudienceMember,
     AudienceRule,
     Delivery,
@@ -13,6 +14,7 @@ from campaigns.models.core import (
     Decision,
     EmailCapLock,
     Enrollment,
+    ReportSnapshot,
     SitePolicy,
     Step,
 )
@@ -32,6 +34,7 @@ __all__ = [
     "Attribution",
     "Audience",
     "AudienceChange",
+    "AudienceDay",
     "AudienceMember",
     "AudienceRule",
     "Campaign",
@@ -48,6 +51,7 @@ __all__ = [
     "Message",
     "PromoCode",
     "PromoPool",
+    "ReportSnapshot",
     "SitePolicy",
     "Step",
     "StepPromo",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import time
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.timezone import now as tz_now
@@ -243,6 +244,21 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} ({self.reason})"
+
+
+class ReportSnapshot(models.Model):
+    """A large campaign's report as computed by the periodic task (campaigns.report_snapshots):
+    its page reads this instead of aggregating hundreds of thousands of rows per view."""
+
+    campaign = models.OneToOneField(
+        Campaign, on_delete=models.CASCADE, primary_key=True, related_name="report_snapshot"
+    )
+    computed_at = models.DateTimeField()
+    seconds = models.FloatField(help_text="How long computing it took.")
+    data = models.JSONField(encoder=DjangoJSONEncoder)
+
+    def __str__(self) -> str:
+        return f"report of {self.campaign_id} at {self.computed_at}"
 
 
 class EmailCapLock(models.Model):

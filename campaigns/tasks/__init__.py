@@ -1,3 +1,3 @@
 """Celery tasks of the campaigns app (autodiscovered), one module per area."""
 
-from campaigns.tasks import audiences, email, engine, privacy  # noqa: F401
+from campaigns.tasks import audiences, email, engine, privacy, reports  # noqa: F401

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from celery import shared_task
 from django.db import transaction
 
-from campaigns import audience_rules, membership, webhooks
+from campaigns import audience_history, audience_rules, membership, webhooks
 
 
 def _now() -> datetime:
@@ -47,3 +47,9 @@ def deliver_audience_changes() -> int:
 @shared_task(ignore_result=True)
 def send_audience_delivery(delivery_id: int) -> str:
     return webhooks.send_delivery(delivery_id, now=_now())
+
+
+@shared_task(ignore_result=True)
+def fold_audience_days() -> int:
+    """Roll closed days of the change log into the member-count history."""
+    return audience_history.fold_days(now=_now())
