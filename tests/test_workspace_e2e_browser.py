@@ -239,13 +239,22 @@ def read_the_email(page, base: str, screens: Screens) -> None:
 
 
 def see_the_decision(page, base: str, screens: Screens) -> None:
-    """The visitor's enrollment page lists each decision with its reason."""
-    page.goto(f"{base}/admin/campaigns/enrollment/?q={SHOPPER}")
-    follow(page, page.locator("#result_list tbody tr th a").first)
-    timeline = page.locator("#decisions-group, .inline-group").first
-    expect(timeline).to_contain_text("Email queued")
-    show(page, "#decisions-group, .inline-group")
+    """The visitor, found by their email: their timeline says what was decided and why."""
+    open_timeline(page, base, SHOPPER)
+    timeline = page.locator("ol.timeline")
+    expect(timeline.locator("li.decision")).to_contain_text("Email queued")
+    expect(timeline.locator("li.email").first).to_contain_text(
+        f"Email of “Win back abandoned carts”, step 1: sent to {SHOPPER}"
+    )
     screens.take(page, "visitor-timeline")
+
+
+def open_timeline(page, base: str, who: str) -> None:
+    """Search the people by email or cookie ID and open the one match's timeline."""
+    page.goto(f"{base}/admin/tracking/profile/?q={who}")
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(1)
+    follow(page, rows.get_by_role("link", name="Timeline"))
 
 
 def read_the_report(page, base: str, screens: Screens, campaign: Campaign) -> None:
@@ -262,10 +271,21 @@ def read_the_report(page, base: str, screens: Screens, campaign: Campaign) -> No
 
 
 def find_the_cookie_in_the_audience(page, base: str, screens: Screens, cookie_id: str) -> None:
+    """The anonymous visitor, found by their cookie ID, joined the audience; the audience
+    lists the cookie ID and counts the member."""
+    open_timeline(page, base, cookie_id)
+    expect(page.locator("ol.timeline li.audience")).to_contain_text(
+        "Added to the audience “Demo: cart abandoners”"
+    )
     audience = Audience.objects.get(name="Demo: cart abandoners")
     page.goto(f"{base}/admin/campaigns/audiencemember/?audience__id__exact={audience.pk}")
     expect(page.locator("#result_list tbody")).to_contain_text(cookie_id)
     screens.take(page, "audience")
+    page.goto(f"{base}/admin/campaigns/audience/{audience.pk}/change/")
+    chart = page.locator(".audience-chart")
+    expect(chart).to_contain_text("1 member now")
+    show(page, "fieldset:has(.audience-chart)")
+    screens.take(page, "audience-chart")
 
 
 # --- the visitors --------------------------------------------------------------------------
