@@ -5,9 +5,9 @@ template and a campaign in the admin and activates it. Two visitors browse the
 demo store in their own browser profiles: one signs up (a verified email) and
 one stays anonymous; both add to cart and leave. The test then runs the flusher
 and moves the engine's clock two hours on (no sleeping), sends what the engine
-queued, and the marketer finds the email in the dev mailbox, the decision on
-the visitor's page, the numbers on the report and the anonymous visitor's
-cookie ID in the audience.
+queued, and the marketer finds the email in the dev mailbox, the decision and
+its reason on the visitor's timeline, the numbers on the report, and the
+anonymous visitor (searched by cookie ID) in the audience.
 
 Each key screen is saved as a screenshot under the artifacts directory
 (tests.browser.artifacts_dir); `tools/docs_screenshots.py` copies them into
