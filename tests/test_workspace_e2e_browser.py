@@ -27,11 +27,7 @@ from playwright.sync_api import expect
 from campaigns.decide import tick
 from campaigns.models import Audience, Campaign
 from campaigns.sending import send_queued
-from tests.browser import (
-    artifacts_dir,
-    artifacts_on_failure,
-    launch_chromium,
-)
+from tests.browser import artifacts_dir, artifacts_on_failure, launch_chromium
 from tracking.flush import flush_until_empty
 from tracking.views import clear_key_cache
 
@@ -49,7 +45,8 @@ TEMPLATE_HTML = (
 
 
 class Screens:
-    """Full-window screenshots of the key screens, named in the order they were taken."""
+    """Screenshots of the key screens, numbered in the order they were taken (a
+    previous run's are removed first, so the directory shows one run)."""
 
     def __init__(self) -> None:
         self.directory = artifacts_dir() / "workspace"
