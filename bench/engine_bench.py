@@ -26,7 +26,6 @@ sizes to see that it does not grow with N).
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 import time
@@ -34,14 +33,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reengage.settings")
-os.environ.setdefault("DEBUG", "0")
-os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)
-os.environ.setdefault("FIELD_ENCRYPTION_KEY", "bench-" + "y" * 60)
-os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
-os.environ.setdefault("ANYMAIL_WEBHOOK_SECRET", "bench:bench")  # required with DEBUG off
+from bench.env import production_like
 
-import django
+production_like()
+
+import django  # noqa: E402
 
 django.setup()
 

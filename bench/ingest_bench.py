@@ -28,11 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings_bench"
-os.environ.setdefault("DEBUG", "0")
-os.environ.setdefault("SECRET_KEY", "bench-" + uuid.uuid4().hex * 2)
-os.environ.setdefault("FIELD_ENCRYPTION_KEY", "bench-" + uuid.uuid4().hex * 2)
-os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
-os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
+from bench.env import production_like  # noqa: E402
+
+production_like(ALLOWED_HOSTS="127.0.0.1,localhost")
 
 import django  # noqa: E402
 

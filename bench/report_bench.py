@@ -31,7 +31,6 @@ admin index page, measured the same way in the same run.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -40,15 +39,11 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reengage.settings")
-os.environ.setdefault("DEBUG", "0")
-os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)
-os.environ.setdefault("FIELD_ENCRYPTION_KEY", "bench-" + "y" * 60)
-os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
-os.environ.setdefault("ANYMAIL_WEBHOOK_SECRET", "bench:bench")  # required with DEBUG off
-os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+from bench.env import production_like
 
-import django
+production_like(ALLOWED_HOSTS="testserver")
+
+import django  # noqa: E402
 
 django.setup()
 

@@ -71,16 +71,19 @@ def daily_chart(days: list[Day]) -> Chart:
                 )
             )
         if (len(days) - 1 - i) % 7 == 0:
-            last = i == len(days) - 1
-            labels.append(
-                Label(
-                    x=round((i + 1) * slot if last else (i + 0.5) * slot, 1),
-                    y=HEIGHT - 5,
-                    text=f"{day.day:%d %b}",
-                    anchor="end" if last else "middle",
-                )
-            )
+            labels.append(date_label(day.day, i, len(days), slot))
     return Chart(WIDTH, HEIGHT, bars, labels, peak)
+
+
+def date_label(day, i: int, count: int, slot: float) -> Label:
+    """The date under slot i of count; the last one ends at the chart's right edge."""
+    last = i == count - 1
+    return Label(
+        x=round((i + 1) * slot if last else (i + 0.5) * slot, 1),
+        y=HEIGHT - 5,
+        text=f"{day:%d %b}",
+        anchor="end" if last else "middle",
+    )
 
 
 def funnel_chart(stages: list[tuple[str, int]]) -> Chart:
@@ -132,13 +135,5 @@ def members_chart(history: list[DayCount], label_every: int = 14) -> Chart:
             )
         )
         if (len(history) - 1 - i) % label_every == 0:
-            last = i == len(history) - 1
-            labels.append(
-                Label(
-                    x=round((i + 1) * slot if last else (i + 0.5) * slot, 1),
-                    y=HEIGHT - 5,
-                    text=f"{day.day:%d %b}",
-                    anchor="end" if last else "middle",
-                )
-            )
+            labels.append(date_label(day.day, i, len(history), slot))
     return Chart(WIDTH, HEIGHT, bars, labels, peak)

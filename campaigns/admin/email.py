@@ -42,7 +42,7 @@ from tracking.models import Profile, Site
 def sandboxed_frame(html: str, height: int = 700):
     """Show email HTML in the admin without letting it run anything on our origin."""
     return format_html(
-        '<iframe sandbox="" srcdoc="{}" style="width:100%;max-width:720px;height:{}px;'
+        '<iframe sandbox="" srcdoc="{}" style="width:720px;max-width:100%;height:{}px;'
         'border:1px solid #ccc;background:#fff"></iframe>',
         html,
         height,
