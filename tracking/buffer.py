@@ -30,7 +30,8 @@ DROPPED = "reengage:dropped"  # hash "<site_id>:<YYYY-MM-DD>:<reason>" → count
 RATE_WINDOW = 60  # seconds
 
 # KEYS: site counter, client counter, stream. ARGV: n, site limit, client limit,
-# window, payload (staging rows, see tracking.storage.encode_rows). Returns the entry id, or "site"/"client" when over the limit.
+# window, payload (staging rows, see tracking.storage.encode_rows). Returns the
+# entry id, or "site"/"client" when over the limit.
 _APPEND = """
 local n = tonumber(ARGV[1])
 local site = redis.call('INCRBY', KEYS[1], n)

@@ -219,7 +219,7 @@ def replay_dead_letters() -> int:
     moved = 0
     for entry_id, fields in client.xrange(DEAD_LETTERS):
         pipe = client.pipeline(transaction=True)
-        pipe.xadd(buffer.STREAM, {k: v for k, v in fields.items() if k in (b"c", b"n", b"e")})
+        pipe.xadd(buffer.STREAM, _entry(entry_id, fields).fields)
         pipe.xdel(DEAD_LETTERS, entry_id)
         pipe.execute()
         moved += 1

@@ -47,12 +47,13 @@ STAGE_COLUMNS = (
 CREATE_STAGE = """
 DROP TABLE IF EXISTS _stage, _fresh, _stored, _new_visitors, _profile_of;
 CREATE TEMP TABLE _stage (
-    seq int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, site_id bigint NOT NULL, message_id text NOT NULL,
-    type text NOT NULL, name text NOT NULL, anonymous_id text NOT NULL,
-    user_id text NOT NULL, previous_id text NOT NULL, ts timestamptz NOT NULL,
-    received_at timestamptz NOT NULL, properties jsonb NOT NULL, traits jsonb NOT NULL,
-    context jsonb NOT NULL, email text NOT NULL, email_verified boolean NOT NULL,
-    consent jsonb, gpc boolean NOT NULL, timezone text NOT NULL
+    seq int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    site_id bigint NOT NULL, message_id text NOT NULL, type text NOT NULL,
+    name text NOT NULL, anonymous_id text NOT NULL, user_id text NOT NULL,
+    previous_id text NOT NULL, ts timestamptz NOT NULL, received_at timestamptz NOT NULL,
+    properties jsonb NOT NULL, traits jsonb NOT NULL, context jsonb NOT NULL,
+    email text NOT NULL, email_verified boolean NOT NULL, consent jsonb,
+    gpc boolean NOT NULL, timezone text NOT NULL
 ) ON COMMIT DROP;
 CREATE TEMP TABLE _fresh (seq int PRIMARY KEY) ON COMMIT DROP;
 CREATE TEMP TABLE _stored (
