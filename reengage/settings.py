@@ -116,6 +116,11 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_config("DATABASE_URL")}
+# The flusher stages each pass in temporary tables (tracking/storage.py); with the default
+# 8 MB of temp buffers a 20,000-event pass spills them to disk. Only sessions that use
+# temporary tables allocate them.
+_db_options = DATABASES["default"].setdefault("OPTIONS", {})
+_db_options["options"] = f"{_db_options.get('options', '')} -c temp_buffers=128MB".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = redis_url("REDIS_URL")

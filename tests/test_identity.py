@@ -136,3 +136,37 @@ def test_the_flush_query_count_is_constant_in_the_batch_size(site, django_assert
     assert len(many) == len(few)
     with django_assert_max_num_queries(25):
         store_events(envelopes(site, segment_event(anonymousId="x")), now=datetime.now(UTC))
+
+
+def test_within_one_batch_the_latest_gpc_and_timezone_win_whatever_the_arrival_order(site):
+    # The flusher aggregates a pass per profile: the event with the latest timestamp
+    # decides GPC and the time zone, not the order the events arrived in.
+    store(
+        site,
+        segment_event(anonymousId="a1", timestamp="2026-11-28T11:00:00Z",
+                      context={"gpc": False, "timezone": "Asia/Tokyo"}),
+        segment_event(anonymousId="a1", timestamp="2026-11-28T10:00:00Z",
+                      context={"gpc": True, "timezone": "Europe/Berlin"}),
+        segment_event(anonymousId="a1", timestamp="2026-11-28T12:00:00Z"),
+        trusted=True,
+    )  # fmt: skip
+    profile = profile_of(site, "a1")
+    # The 12:00 event carries no time zone: the latest one that does (11:00) counts.
+    assert (profile.gpc, profile.timezone) == (False, "Asia/Tokyo")
+    store(
+        site,
+        segment_event(anonymousId="a1", timestamp="2026-11-28T13:00:00Z",
+                      context={"gpc": True}),
+        segment_event(anonymousId="a1", timestamp="2026-11-28T12:30:00Z",
+                      context={"gpc": False, "timezone": "America/Lima"}),
+        trusted=True,
+    )  # fmt: skip
+    profile.refresh_from_db()
+    assert (profile.gpc, profile.timezone) == (True, "America/Lima")
+
+
+def test_a_message_id_twice_in_one_batch_is_stored_once(site):
+    first = segment_event(anonymousId="a1", event="Product Added")
+    result = store(site, first, dict(first), segment_event(anonymousId="a1"))
+    assert (result.received, result.stored, result.duplicates) == (3, 2, 1)
+    assert Event.objects.filter(site_id=site.id).count() == 2
