@@ -81,7 +81,9 @@ INSERT INTO _fresh (seq)
 SELECT firsts.seq FROM firsts JOIN inserted USING (site_id, message_id);
 """
 # Only when some staged rows were not fresh (replays, duplicates inside the batch).
-DROP_DUPLICATES = "DELETE FROM _stage s WHERE NOT EXISTS (SELECT 1 FROM _fresh f WHERE f.seq = s.seq)"
+DROP_DUPLICATES = (
+    "DELETE FROM _stage s WHERE NOT EXISTS (SELECT 1 FROM _fresh f WHERE f.seq = s.seq)"
+)
 
 
 # (anonymous id, user id) pairs whose current mapping differs from the batch's.
