@@ -42,7 +42,7 @@ from django.db import connection  # noqa: E402
 
 from tracking import buffer, flush  # noqa: E402
 from tracking.models import Site  # noqa: E402
-from tracking.storage import encode_rows  # noqa: E402
+from tracking.storage import ROWS_FORMAT, encode_rows  # noqa: E402
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -148,24 +148,29 @@ def reset_stream() -> None:
 
 def flush_benchmark(site_id: int, n: int) -> dict:
     """Flush n events already in the stream; baseline: COPY of the same rows."""
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     reset_stream()
-    now = datetime.now(UTC).isoformat()
+    started_at = datetime.now(UTC)
     client = buffer.client()
     pipe = client.pipeline(transaction=False)
     per_entry = 50
     for start in range(0, n, per_entry):
-        batch = [
-            {"site_id": site_id, "message_id": f"f-{uuid.uuid4().hex}", "type": "track",
-             "name": "Product Viewed", "anonymous_id": f"fv{(start + i) % 20000}", "user_id": "",
-             "previous_id": "", "timestamp": now, "received_at": now,
-             "properties": {"product_id": "p1", "price": 19.99},
-             "traits": {}, "context": {"page": {"url": "https://shop.test/p/1"}}, "email": "",
-             "email_verified": False, "consent": None, "gpc": False, "timezone": ""}
-            for i in range(per_entry)
-        ]  # fmt: skip
-        pipe.xadd(buffer.STREAM, {"c": encode_rows(batch), "n": len(batch)})
+        batch = []
+        for i in range(per_entry):
+            # As live traffic: each event its own time (here 20 µs apart), sent by the
+            # client (so it is also the dedupe key's time), received in the same second.
+            at = (started_at + timedelta(microseconds=20 * (start + i))).isoformat()
+            batch.append(
+                {"site_id": site_id, "message_id": f"f-{uuid.uuid4().hex}", "type": "track",
+                 "name": "Product Viewed", "anonymous_id": f"fv{(start + i) % 20000}",
+                 "user_id": "", "previous_id": "", "timestamp": at, "received_at": at,
+                 "properties": {"product_id": "p1", "price": 19.99},
+                 "traits": {}, "context": {"page": {"url": "https://shop.test/p/1"}},
+                 "email": "", "email_verified": False, "consent": None, "gpc": False,
+                 "timezone": "", "dedupe_at": at}
+            )  # fmt: skip
+        pipe.xadd(buffer.STREAM, {"c": encode_rows(batch), "n": len(batch), "f": ROWS_FORMAT})
     pipe.execute()
     # Baseline: raw COPY of the same rows (as the stream holds them) into a temporary table
     # with no index, no constraint, no dedupe.
@@ -176,11 +181,11 @@ def flush_benchmark(site_id: int, n: int) -> dict:
             "type text, name text, anonymous_id text, user_id text, previous_id text, "
             "ts timestamptz, received_at timestamptz, properties jsonb, traits jsonb, "
             "context jsonb, email text, email_verified boolean, consent jsonb, gpc boolean, "
-            "timezone text)"
+            "timezone text, dedupe_at timestamptz)"
         )
         started = time.perf_counter()
         cursor.cursor.copy_expert(
-            "COPY copy_baseline FROM STDIN WITH (FORMAT csv, FORCE_NULL (consent))",
+            "COPY copy_baseline FROM STDIN WITH (FORMAT csv, FORCE_NULL (consent, dedupe_at))",
             io.BytesIO(rows),
         )
         copy_seconds = time.perf_counter() - started

@@ -27,7 +27,7 @@ def site():
 
 
 def add(stream, events: list[dict]) -> bytes:
-    return stream.xadd(buffer.STREAM, {"c": encode_rows(events), "n": len(events)})
+    return stream.xadd(buffer.STREAM, {"c": encode_rows(events), "n": len(events), "f": 2})
 
 
 def names(site) -> list[str]:
@@ -43,6 +43,21 @@ def test_an_entry_written_before_staging_rows_is_still_flushed(stream, site):
 
     assert (result.entries, result.events, result.stored) == (2, 2, 2)
     assert names(site) == ["Current", "Legacy"]
+
+
+def test_an_entry_of_rows_without_the_dedupe_time_is_still_flushed(stream, site):
+    """Format-1 rows (before `dedupe_at`) from an older version: converted, not refused."""
+    old = envelope(site, "Format1")
+    old.update(email="", consent=None, dedupe_at=None)
+    rows = encode_rows([old])
+    assert rows.endswith(b',""\n')  # the empty dedupe_at column: what format 1 lacks
+    stream.xadd(buffer.STREAM, {"c": rows[:-4] + b"\n", "n": 1})
+    add(stream, [envelope(site, "Current")])
+
+    result = flush.flush_once()
+
+    assert (result.entries, result.events, result.stored, result.dead_letters) == (2, 2, 2, 0)
+    assert names(site) == ["Current", "Format1"]
 
 
 def test_a_pass_stops_at_about_max_events_and_the_next_takes_the_rest(stream, site):

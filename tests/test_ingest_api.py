@@ -97,6 +97,41 @@ def test_a_replayed_message_id_is_stored_once(client, site):
     assert len(stored_events(site)) == 1
 
 
+def test_a_retry_sent_later_is_stored_once_though_its_corrected_time_differs(client, site):
+    # An SDK's retry repeats messageId and timestamp but carries a new sentAt, so the
+    # skew-corrected time differs between the copies; the dedupe key uses the sent one.
+    event = segment_event(timestamp="2026-11-28T10:00:00Z")
+    for sent_at in ("2026-11-28T10:00:01Z", "2026-11-28T10:07:30Z", "2026-11-28T11:00:00Z"):
+        body = {"batch": [event], "sentAt": sent_at}
+        assert post(client, "/v1/batch", body, key=site.write_key).status_code == 200
+        flush.flush_once()
+    assert len(stored_events(site)) == 1
+
+
+def test_a_retry_of_an_event_sent_without_a_timestamp_is_stored_once(client, site):
+    event = segment_event()
+    del event["timestamp"]
+    for _ in range(2):
+        assert post(client, "/v1/batch", {"batch": [event]}, key=site.write_key).status_code == 200
+        flush.flush_once()
+    assert len(stored_events(site)) == 1
+
+
+def test_a_message_id_stored_before_the_key_had_a_time_is_still_a_duplicate(client, site):
+    from datetime import UTC, datetime
+
+    from tracking.models import EventKey
+    from tracking.storage import LEGACY_TIME
+
+    event = segment_event()
+    EventKey.objects.create(site_id=site.id, dedupe_at=datetime.fromisoformat(LEGACY_TIME),
+                            message_id=event["messageId"], received_at=datetime.now(UTC))  # fmt: skip
+    fresh = segment_event()
+    body = {"batch": [event, fresh]}
+    assert post(client, "/v1/batch", body, key=site.write_key).status_code == 200
+    assert [e.message_id for e in stored_events(site)] == [fresh["messageId"]]
+
+
 def test_the_same_message_id_on_two_sites_is_two_events(client, site):
     other = make_site(name="Other")
     event = segment_event()

@@ -20,7 +20,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError
 
-from tracking.storage import encode_rows, store_events
+from tracking.storage import ROWS_FORMAT, encode_rows, store_events
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ DROPPED = "reengage:dropped"  # hash "<site_id>:<YYYY-MM-DD>:<reason>" → count
 RATE_WINDOW = 60  # seconds
 
 # KEYS: site counter, client counter, stream. ARGV: n, site limit, client limit,
-# window, payload (staging rows, see tracking.storage.encode_rows). Returns the
+# window, payload (staging rows, see tracking.storage.encode_rows), their format. Returns the
 # entry id, or "site"/"client" when over the limit.
 _APPEND = """
 local n = tonumber(ARGV[1])
@@ -44,7 +44,7 @@ if tonumber(ARGV[3]) > 0 then
     redis.call('DECRBY', KEYS[1], n) redis.call('DECRBY', KEYS[2], n) return 'client'
   end
 end
-return redis.call('XADD', KEYS[3], '*', 'c', ARGV[5], 'n', ARGV[1])
+return redis.call('XADD', KEYS[3], '*', 'c', ARGV[5], 'n', ARGV[1], 'f', ARGV[6])
 """
 
 
@@ -91,7 +91,7 @@ def accept(events: list[dict], *, site_id: int, site_limit: int, client_key: str
             keys=[f"reengage:rate:s:{site_id}:{window}", f"reengage:rate:c:{client_key}:{window}",
                   STREAM],
             args=[len(events), site_limit, settings.INGEST_CLIENT_EVENTS_PER_MINUTE,
-                  RATE_WINDOW * 2, payload],
+                  RATE_WINDOW * 2, payload, ROWS_FORMAT],
         )  # fmt: skip
     except redis.RedisError as exc:
         log.warning("redis unavailable for ingest (%s); writing to PostgreSQL", exc)

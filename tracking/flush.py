@@ -27,7 +27,7 @@ import redis
 from django.db import DatabaseError, DataError, IntegrityError, InternalError
 
 from tracking import buffer
-from tracking.storage import encode_rows, store_rows
+from tracking.storage import ROWS_FORMAT, encode_rows, store_rows, upgrade_rows
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +77,15 @@ class Entry:
 
     @property
     def fields(self) -> dict:
-        return {"c": self.rows, "n": self.count}
+        return {"c": self.rows, "n": self.count, "f": ROWS_FORMAT}
 
 
 def _entry(entry_id: bytes, fields: dict) -> Entry:
     if b"c" in fields:
-        return Entry(entry_id, fields[b"c"], int(fields[b"n"]))
+        rows = fields[b"c"]
+        if int(fields.get(b"f", 1)) < ROWS_FORMAT:
+            rows = upgrade_rows(rows)  # written by a version before `dedupe_at`
+        return Entry(entry_id, rows, int(fields[b"n"]))
     # Written by a version before staging rows (JSON envelopes): still flushed.
     events = json.loads(fields[b"e"])
     return Entry(entry_id, encode_rows(events), len(events))

@@ -11,7 +11,8 @@ holds and what `tracking.storage.store_events` writes:
     site_id, message_id, type, name, anonymous_id, user_id, previous_id,
     timestamp, received_at (ISO-8601 UTC), properties, traits, context (dicts),
     email (str or ""), email_verified (bool), consent (dict or None), gpc (bool),
-    timezone (str)
+    timezone (str), dedupe_at (the timestamp as the client sent it, before any skew
+    correction, or None: with site_id and message_id, the dedupe key)
 """
 
 from __future__ import annotations
@@ -285,8 +286,9 @@ def normalize_event(
         traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
 
     timestamp = received_at
+    declared = None  # the client's own timestamp, as sent: every retry repeats it
     if raw.get("timestamp") is not None:
-        timestamp = parse_time(raw["timestamp"], f"{path}.timestamp")
+        timestamp = declared = parse_time(raw["timestamp"], f"{path}.timestamp")
         event_sent_at = (
             parse_time(raw["sentAt"], f"{path}.sentAt") if raw.get("sentAt") else sent_at
         )
@@ -363,6 +365,7 @@ def normalize_event(
         "consent": _consent(context, path),
         "gpc": gpc,
         "timezone": tz[:64],
+        "dedupe_at": declared.isoformat() if declared else None,
     }
 
 

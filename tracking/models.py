@@ -270,15 +270,19 @@ class DroppedCount(models.Model):
 
 
 class EventKey(models.Model):
-    """(site, messageId) of every stored event inside the dedupe window.
+    """(site, client timestamp, messageId) of every stored event inside the dedupe window.
 
     The partitioned event table cannot carry a unique key without the partition
-    column, so uniqueness of messageId lives here; the flusher inserts keys with
-    ON CONFLICT DO NOTHING and stores only the events whose key was new.
+    column, so uniqueness lives here; the flusher inserts keys with ON CONFLICT DO
+    NOTHING and stores only the events whose key was new. The client's timestamp
+    leads so that new keys go to the end of the index (see tracking/storage.py).
     """
 
-    pk = models.CompositePrimaryKey("site_id", "message_id")
+    pk = models.CompositePrimaryKey("site_id", "dedupe_at", "message_id")
     site_id = models.BigIntegerField()
+    # The timestamp the client sent (before skew correction); 1970-01-01 for events sent
+    # without one, 0001-01-01 for keys stored before this column existed.
+    dedupe_at = models.DateTimeField()
     message_id = models.CharField(max_length=200)
     received_at = models.DateTimeField()
 

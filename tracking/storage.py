@@ -41,8 +41,11 @@ LAST_SEEN_GRANULARITY = "5 minutes"
 STAGE_COLUMNS = (
     "site_id", "message_id", "type", "name", "anonymous_id", "user_id", "previous_id",
     "ts", "received_at", "properties", "traits", "context", "email", "email_verified",
-    "consent", "gpc", "timezone",
+    "consent", "gpc", "timezone", "dedupe_at",
 )  # fmt: skip
+# A stream entry's rows carry this format; entries written before `dedupe_at` (format 1,
+# no `f` field) are converted by `upgrade_rows`.
+ROWS_FORMAT = 2
 
 CREATE_STAGE = """
 DROP TABLE IF EXISTS _stage, _fresh, _stored, _new_visitors, _profile_of, _seen;
@@ -53,7 +56,7 @@ CREATE TEMP TABLE _stage (
     previous_id text NOT NULL, ts timestamptz NOT NULL, received_at timestamptz NOT NULL,
     properties jsonb NOT NULL, traits jsonb NOT NULL, context jsonb NOT NULL,
     email text NOT NULL, email_verified boolean NOT NULL, consent jsonb,
-    gpc boolean NOT NULL, timezone text NOT NULL
+    gpc boolean NOT NULL, timezone text NOT NULL, dedupe_at timestamptz
 ) ON COMMIT DROP;
 -- The joins below need statistics on these columns only, and a small sample serves
 -- (ANALYZE reads 300 rows per point of the target: 3,000 instead of 30,000).
@@ -67,18 +70,45 @@ CREATE TEMP TABLE _stored (
 ) ON COMMIT DROP;
 """
 
+# The dedupe key is (site, the client's timestamp, messageId): a retry repeats both, and
+# keys that start with the time land at the end of the index, where the last minutes'
+# keys are, instead of at random places in a month of them (half the cost per event
+# here, and the difference between memory and disk once the window outgrows memory).
+# An event sent without a timestamp is keyed at NO_TIME; keys stored before the time was
+# part of the key (migration 0009) sit at LEGACY_TIME and are checked while any remain.
+NO_TIME = "1970-01-01T00:00:00+00:00"
+LEGACY_TIME = "0001-01-01T00:00:00+00:00"
+
+LEGACY_KEYS_LEFT = """
+SELECT EXISTS (
+    SELECT 1 FROM tracking_eventkey
+    WHERE site_id IN (SELECT DISTINCT site_id FROM _stage) AND dedupe_at = %(legacy)s
+)
+"""
+
 DEDUPE = """
 WITH firsts AS (
-    SELECT DISTINCT ON (site_id, message_id) seq, site_id, message_id, received_at
-    FROM _stage ORDER BY site_id, message_id, seq
+    SELECT DISTINCT ON (site_id, key_at, message_id) seq, site_id, key_at, message_id,
+           received_at
+    FROM (SELECT seq, site_id, COALESCE(dedupe_at, %(no_time)s) AS key_at, message_id,
+                 received_at FROM _stage) s
+    ORDER BY site_id, key_at, message_id, seq
 ), inserted AS (
-    INSERT INTO tracking_eventkey (site_id, message_id, received_at)
-    SELECT site_id, message_id, received_at FROM firsts
+    INSERT INTO tracking_eventkey (site_id, dedupe_at, message_id, received_at)
+    SELECT site_id, key_at, message_id, received_at FROM firsts
+    {legacy}
     ON CONFLICT DO NOTHING
-    RETURNING site_id, message_id
+    RETURNING site_id, dedupe_at, message_id
 )
 INSERT INTO _fresh (seq)
-SELECT firsts.seq FROM firsts JOIN inserted USING (site_id, message_id);
+SELECT firsts.seq FROM firsts JOIN inserted
+    ON inserted.site_id = firsts.site_id AND inserted.dedupe_at = firsts.key_at
+   AND inserted.message_id = firsts.message_id
+"""
+LEGACY_CHECK = """
+    WHERE NOT EXISTS (
+        SELECT 1 FROM tracking_eventkey k WHERE k.site_id = firsts.site_id
+        AND k.dedupe_at = %(legacy)s AND k.message_id = firsts.message_id)
 """
 # Only when some staged rows were not fresh (replays, duplicates inside the batch).
 DROP_DUPLICATES = (
@@ -255,10 +285,22 @@ def encode_rows(events: list[dict]) -> bytes:
             dumps(e["properties"]), dumps(e["traits"]), dumps(e["context"]), e["email"],
             "t" if e["email_verified"] else "f",
             None if e["consent"] is None else dumps(e["consent"]),
-            "t" if e["gpc"] else "f", e["timezone"],
+            "t" if e["gpc"] else "f", e["timezone"], e.get("dedupe_at"),
         )
         for e in events
     )  # fmt: skip
+    return buffer.getvalue().encode()
+
+
+def upgrade_rows(rows: bytes) -> bytes:
+    """Format-1 rows (written before `dedupe_at`) as format 2: an empty (NULL) last column."""
+    reader = csv.reader(io.StringIO(rows.decode()))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    # Every field comes back as a string and is written quoted: COPY reads a quoted "5" as 5,
+    # and a quoted empty consent or dedupe_at as NULL (FORCE_NULL).
+    for row in reader:
+        writer.writerow([*row, None])
     return buffer.getvalue().encode()
 
 
@@ -282,14 +324,17 @@ def store_rows(chunks: list[bytes], received: int, *, now: datetime) -> StoreRes
         with connection.wrap_database_errors:  # psycopg2 errors → Django's
             cursor.cursor.copy_expert(
                 f"COPY _stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN "
-                "WITH (FORMAT csv, FORCE_NULL (consent))",
+                "WITH (FORMAT csv, FORCE_NULL (consent, dedupe_at))",
                 io.BytesIO(b"".join(chunks)),
             )
         staged = cursor.cursor.rowcount
         # Temporary tables have no statistics until analysed; the joins below need them (only
         # the join keys': the JSON columns would cost as much as the rest of the pass).
         cursor.execute("ANALYZE _stage (site_id, message_id, type, anonymous_id, user_id)")
-        cursor.execute(DEDUPE)
+        times = {"no_time": NO_TIME, "legacy": LEGACY_TIME}
+        cursor.execute(LEGACY_KEYS_LEFT, times)
+        legacy = LEGACY_CHECK if cursor.fetchone()[0] else ""
+        cursor.execute(DEDUPE.replace("{legacy}", legacy), times)
         stored = cursor.rowcount  # the fresh rows: the first of each new (site, messageId)
         if stored < staged:
             cursor.execute(DROP_DUPLICATES)
