@@ -40,6 +40,7 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from reengage.pg_tuning import WRITE_TUNING  # noqa: E402
 from tracking import buffer, flush  # noqa: E402
 from tracking.models import Site  # noqa: E402
 from tracking.storage import ROWS_FORMAT, encode_rows  # noqa: E402
@@ -240,6 +241,28 @@ def lag_under_load(port, key, rate_delay, seconds) -> dict:
     return {**result["load"], "lag_p99_s": p99, "lag_max_s": lags[-1] if lags else float("nan")}
 
 
+def postgres_settings_header() -> list[str]:
+    """The server's version and write settings, and a warning when they are not the
+    shipped ones (reengage/pg_tuning.py), so a result says what it ran under."""
+    with connection.cursor() as cursor:
+        values = {}
+        for name in ["server_version", *WRITE_TUNING]:
+            cursor.execute(f"SHOW {name}")
+            values[name] = cursor.fetchone()[0]
+    lines = ["PostgreSQL " + ", ".join(f"{name}={value}" for name, value in values.items())]
+    differ = [
+        f"{name}={values[name]} (ships {value})"
+        for name, value in WRITE_TUNING.items()
+        if values[name] != value
+    ]
+    if differ:
+        lines.append(
+            "WARNING: not the shipped PostgreSQL configuration (reengage/pg_tuning.py): "
+            + ", ".join(differ)
+        )
+    return lines
+
+
 def http_benchmarks(site: Site, args) -> list[tuple[str, ...]]:
     """The wrk runs against gunicorn: bare view, /v1/track, /v1/batch, lag, memory soak."""
     port = free_port()
@@ -321,6 +344,8 @@ def main() -> None:
     if not args.flush_only and not shutil.which("wrk"):
         sys.exit("wrk is required: apt-get install -y wrk")
 
+    header = postgres_settings_header()
+    print("\n".join(header), flush=True)
     call_command("migrate", verbosity=0)
     site, _ = Site.objects.get_or_create(
         name="bench", defaults={"domains": ["shop.test"], "events_per_minute": 10**9}
@@ -348,6 +373,7 @@ def main() -> None:
             f"{flush_result['flush_eps'] / flush_result['copy_eps']:.2f}",
         )
     )
+    print("\n" + "\n".join(header))
     print("\n| measurement | throughput | details | ratio to baseline |")
     print("|---|---|---|---|")
     for row in rows:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import signal
@@ -31,6 +32,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
+
+from reengage.pg_tuning import WRITE_TUNING
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_NAME = "reengage"
@@ -99,6 +102,60 @@ def _pg_running(pgdata: Path) -> bool:
         return False
 
 
+TUNING_FILE = "reengage.conf"
+TUNING_INCLUDE = f"include '{TUNING_FILE}'"
+
+
+@functools.cache
+def _pg_has_lz4() -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+    configure = subprocess.run(
+        [str(POSTGRES_BIN_PATH / "pg_config"), "--configure"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return "--with-lz4" in configure
+
+
+def embedded_tuning() -> dict[str, str]:
+    """The settings the embedded server runs with: WRITE_TUNING, sized for development."""
+    tuning = dict(WRITE_TUNING)
+    # A development and test server, not the production database: 256MB instead of
+    # the 1GB compose ships, so several checkouts' servers fit on a laptop.
+    tuning["shared_buffers"] = "256MB"
+    if not _pg_has_lz4():
+        # The pgserver wheel's PostgreSQL is built without lz4 (its wal_compression
+        # accepts pglz, on, off); pglz is the same setting with the built-in method.
+        tuning["wal_compression"] = "pglz"
+    return tuning
+
+
+def write_tuning(pgdata: Path) -> None:
+    """Write embedded_tuning() into pgdata; it applies from the server's next start.
+
+    The settings live in their own file, rewritten on every call, which
+    postgresql.conf includes once at its end (so they win over initdb's values;
+    ALTER SYSTEM still wins over them). Calling it again changes nothing.
+    """
+    lines = [
+        "# Written by reengage/embedded.py at every start: edits here are overwritten.",
+        "# The event flusher's write settings (reengage/pg_tuning.py, docs/operations.md).",
+        *(f"{name} = '{value}'" for name, value in embedded_tuning().items()),
+    ]
+    tuning_file = pgdata / TUNING_FILE
+    tuning_file.write_text("\n".join(lines) + "\n")
+    conf = pgdata / "postgresql.conf"
+    text = conf.read_text()
+    if TUNING_INCLUDE not in text.splitlines():
+        conf.write_text(text + ("" if text.endswith("\n") else "\n") + TUNING_INCLUDE + "\n")
+    if _pg_user():
+        # As root, PostgreSQL runs as pgserver, which owns the data directory.
+        owner = pgdata.stat()
+        os.chown(tuning_file, owner.st_uid, owner.st_gid)
+
+
 def _start_postgres(root: Path) -> str:
     try:
         with warnings.catch_warnings():
@@ -112,8 +169,22 @@ def _start_postgres(root: Path) -> str:
         ) from exc
     pgdata = root / "postgres"
     root.mkdir(parents=True, exist_ok=True)
+    new_cluster = not (pgdata / "PG_VERSION").exists()
+    if not new_cluster:
+        write_tuning(pgdata)  # read by the start below
     try:
         server = pgserver.get_server(pgdata, cleanup_mode=None)
+        if new_cluster:
+            # pgserver runs initdb and starts the server in one call, so a new data
+            # directory gets its settings now and one restart (nobody uses it yet);
+            # pg_ctl restart reuses the socket options pgserver started it with.
+            from pgserver._commands import pg_ctl
+
+            write_tuning(pgdata)
+            pg_ctl(
+                ["-w", "-m", "fast", "-l", str(pgdata / "log"), "restart"],
+                pgdata=pgdata, user=_pg_user(), timeout=60,
+            )  # fmt: skip
     except Exception as exc:
         log = pgdata / "log"
         tail = log.read_text()[-2000:] if log.exists() else ""

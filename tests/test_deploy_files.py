@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from reengage.pg_tuning import WRITE_TUNING
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_ONLY = {"REENGAGE_FAULT_FLUSH_PAUSE_BEFORE_ACK"}
 
@@ -47,6 +49,29 @@ def test_compose_runs_the_production_shape_from_one_image():
         assert services[name]["env_file"] == ".env"
         assert services[name]["command"] == [name]
         assert "REDIS_URL" in services[name]["environment"]
+
+
+def test_every_variable_compose_interpolates_is_in_env_example():
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
+    assert used, "no ${VAR} found: the pattern is wrong"
+    missing = used - variables_in_env_example()
+    assert not missing, f"add to .env.example: {sorted(missing)}"
+
+
+def test_compose_postgres_runs_with_the_shipped_write_tuning():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    command = services["postgres"]["command"]
+    assert command[0] == "postgres"
+    flags, values = command[1::2], command[2::2]
+    assert flags == ["-c"] * len(values) and len(command) % 2 == 1
+    settings = dict(value.split("=", 1) for value in values)
+    # shared_buffers is overridable from .env; its default is the shipped value.
+    shared_buffers = WRITE_TUNING["shared_buffers"]
+    assert settings["shared_buffers"] == f"${{POSTGRES_SHARED_BUFFERS:-{shared_buffers}}}"
+    assert {**settings, "shared_buffers": shared_buffers} == WRITE_TUNING
+    env_example = (ROOT / ".env.example").read_text()
+    assert f"\nPOSTGRES_SHARED_BUFFERS={shared_buffers}\n" in env_example
 
 
 def test_the_entrypoint_knows_each_command_compose_uses():

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from reengage import embedded
+from reengage.pg_tuning import WRITE_TUNING
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,3 +89,39 @@ def test_data_survives_a_restart(data_dir):
     url = embedded.acquire(postgres=False, redis=True)["REDIS_URL"]
     assert redis.Redis.from_url(url).get("kept") == b"yes"
     embedded.release()
+
+
+SHOW_TUNING = """
+import psycopg2
+from reengage import embedded
+url = embedded.acquire(postgres=True, redis=False)["DATABASE_URL"]
+with psycopg2.connect(url.replace("postgres://", "postgresql://")) as conn:
+    with conn.cursor() as cursor:
+        for name in [*embedded.embedded_tuning(), "fsync", "synchronous_commit", "full_page_writes"]:
+            cursor.execute(f"SHOW {name}")
+            print(name, cursor.fetchone()[0])
+embedded.release()
+"""
+
+
+def test_postgres_runs_with_the_write_tuning_in_a_new_and_an_existing_data_dir(data_dir):
+    tuning = embedded.embedded_tuning()
+    # The shipped settings, but a development-sized shared_buffers, and pglz where the
+    # wheel's PostgreSQL has no lz4.
+    dev_only = {"shared_buffers": "256MB", "wal_compression": tuning["wal_compression"]}
+    assert tuning == {**WRITE_TUNING, **dev_only}
+    assert tuning["wal_compression"] in (WRITE_TUNING["wal_compression"], "pglz")
+    expected = {**tuning, "fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+    env = {**os.environ, "REENGAGE_DATA_DIR": str(data_dir)}
+    # A new data directory, then the same one started again (each run is the last user,
+    # so the server stops in between): the settings apply both times, written once.
+    for _ in range(2):
+        result = subprocess.run(
+            [sys.executable, "-c", SHOW_TUNING], cwd=ROOT, env=env,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert dict(line.split(" ", 1) for line in result.stdout.splitlines()) == expected
+        assert not embedded.status()["postgres_running"]
+    conf = (data_dir / "postgres" / "postgresql.conf").read_text().splitlines()
+    assert conf.count(embedded.TUNING_INCLUDE) == 1
