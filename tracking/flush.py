@@ -39,7 +39,7 @@ LOCK_TTL = int(os.environ.get("FLUSH_LOCK_TTL_SECONDS") or 15)
 LOCK_KEY = "reengage:flush:lock"
 # Events per pass (one transaction): larger passes spread the per-transaction work
 # (staging, statistics, a dozen set-based statements) over more events.
-PASS_EVENTS = int(os.environ.get("FLUSH_PASS_EVENTS") or 20_000)
+PASS_EVENTS = int(os.environ.get("FLUSH_PASS_EVENTS") or 50_000)
 READ_CHUNK = 500  # stream entries per XREADGROUP, at most
 FIRST_READ = 10
 # Test-only fault injection (seconds): see tests/test_ingest_faults.py.
