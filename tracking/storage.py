@@ -105,6 +105,21 @@ SELECT firsts.seq FROM firsts JOIN inserted
     ON inserted.site_id = firsts.site_id AND inserted.dedupe_at = firsts.key_at
    AND inserted.message_id = firsts.message_id
 """
+# The usual case, a batch without duplicates: insert the keys and count them, nothing
+# else. Fewer keys than staged rows means duplicates; the savepoint around this is then
+# rolled back and DEDUPE sorts out which rows are fresh.
+DEDUPE_FAST = """
+WITH inserted AS (
+    INSERT INTO tracking_eventkey (site_id, dedupe_at, message_id, received_at)
+    SELECT site_id, key_at, message_id, received_at
+    FROM (SELECT site_id, COALESCE(dedupe_at, %(no_time)s) AS key_at, message_id,
+                 received_at FROM _stage) firsts
+    {legacy}
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) FROM inserted
+"""
 LEGACY_CHECK = """
     WHERE NOT EXISTS (
         SELECT 1 FROM tracking_eventkey k WHERE k.site_id = firsts.site_id
@@ -269,6 +284,10 @@ class StoreResult:
         return self.received - self.stored
 
 
+class _Duplicates(Exception):
+    """The batch holds rows already stored, or the same key twice."""
+
+
 def encode_rows(events: list[dict]) -> bytes:
     """Envelopes as staging rows (CSV, `STAGE_COLUMNS`), the form COPY reads.
 
@@ -334,9 +353,15 @@ def store_rows(chunks: list[bytes], received: int, *, now: datetime) -> StoreRes
         times = {"no_time": NO_TIME, "legacy": LEGACY_TIME}
         cursor.execute(LEGACY_KEYS_LEFT, times)
         legacy = LEGACY_CHECK if cursor.fetchone()[0] else ""
-        cursor.execute(DEDUPE.replace("{legacy}", legacy), times)
-        stored = cursor.rowcount  # the fresh rows: the first of each new (site, messageId)
-        if stored < staged:
+        try:
+            with transaction.atomic():  # a savepoint, rolled back if there are duplicates
+                cursor.execute(DEDUPE_FAST.replace("{legacy}", legacy), times)
+                if cursor.fetchone()[0] < staged:
+                    raise _Duplicates
+            stored = staged
+        except _Duplicates:
+            cursor.execute(DEDUPE.replace("{legacy}", legacy), times)
+            stored = cursor.rowcount  # the fresh rows: the first of each new key
             cursor.execute(DROP_DUPLICATES)
         changes = 0
         if stored:
