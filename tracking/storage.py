@@ -3,10 +3,12 @@
 Steps (each one statement over the whole batch, except identity changes):
 
 1. COPY the batch into a temporary staging table;
-2. dedupe on (site, messageId) against `tracking_eventkey` (and inside the batch);
+2. dedupe on (site, client timestamp, messageId) against `tracking_eventkey` (and
+   inside the batch);
 3. stitch identities: only (anonymousId, userId) pairs whose mapping changes
    are handled one by one (rare: a login, a new device); the rest is set-based;
-4. create visitors and profiles for unseen anonymous IDs and userIds;
+4. look each anonymous ID up once (`_anon`), create visitors and profiles for
+   unseen anonymous IDs and userIds;
 5. insert the events with their profile, update profiles (traits, email,
    consent, last seen) and sites' last event time;
 6. send `tracking.signals.events_stored` so campaigns enroll in the same
@@ -48,7 +50,7 @@ STAGE_COLUMNS = (
 ROWS_FORMAT = 2
 
 CREATE_STAGE = """
-DROP TABLE IF EXISTS _stage, _fresh, _stored, _new_visitors, _profile_of, _seen;
+DROP TABLE IF EXISTS _stage, _fresh, _stored, _anon, _profile_of, _seen;
 CREATE TEMP TABLE _stage (
     seq int GENERATED ALWAYS AS IDENTITY,
     site_id bigint NOT NULL, message_id text NOT NULL, type text NOT NULL,
@@ -150,14 +152,27 @@ WHERE NOT EXISTS (
 ORDER BY seq
 """
 
+# The batch's anonymous ids, each looked up once: its visitor (if known), first and last
+# time in the batch, and its profile (a new id from the sequence for a new visitor).
+# New visitors, profile resolution and last-seen updates all read this table.
+ANONS = """
+CREATE TEMP TABLE _anon ON COMMIT DROP AS
+SELECT a.*, v.id AS visitor_id, v.last_seen_at,
+       -- COALESCE evaluates nextval only for an unknown anonymous id.
+       COALESCE(v.profile_id, nextval(pg_get_serial_sequence('tracking_profile', 'id')))
+           AS profile_id
+FROM (SELECT site_id, anonymous_id, min(ts) AS first_ts, max(ts) AS last_ts FROM _stage
+      WHERE anonymous_id <> '' GROUP BY site_id, anonymous_id) a
+LEFT JOIN tracking_visitor v ON v.site_id = a.site_id AND v.anonymous_id = a.anonymous_id
+"""
+
 NEW_VISITORS = """
 INSERT INTO tracking_profile (id, site_id, user_id, email, email_verified, traits, consent,
                               gpc, timezone, first_seen_at, last_seen_at)
 SELECT profile_id, site_id, NULL, NULL, false, '{}', '{}', false, '', first_ts, last_ts
-FROM _new_visitors;
+FROM _anon WHERE visitor_id IS NULL;
 INSERT INTO tracking_visitor (site_id, anonymous_id, profile_id, first_seen_at, last_seen_at)
-SELECT site_id, anonymous_id, profile_id, first_ts, last_ts FROM _new_visitors;
-DROP TABLE _new_visitors;
+SELECT site_id, anonymous_id, profile_id, first_ts, last_ts FROM _anon WHERE visitor_id IS NULL;
 """
 
 NEW_USER_PROFILES = """
@@ -174,11 +189,10 @@ GROUP BY site_id, user_id
 # table joined where needed is cheaper than updating the wide staging rows.
 RESOLVE = """
 CREATE TEMP TABLE _profile_of ON COMMIT DROP AS
-SELECT s.seq, COALESCE(p.id, v.profile_id) AS profile_id
+SELECT s.seq, COALESCE(p.id, a.profile_id) AS profile_id
 FROM _stage s
 LEFT JOIN tracking_profile p ON s.user_id <> '' AND p.site_id = s.site_id AND p.user_id = s.user_id
-LEFT JOIN tracking_visitor v ON s.anonymous_id <> '' AND v.site_id = s.site_id
-                            AND v.anonymous_id = s.anonymous_id;
+LEFT JOIN _anon a ON a.site_id = s.site_id AND a.anonymous_id = s.anonymous_id;
 ALTER TABLE _profile_of ADD PRIMARY KEY (seq);
 """
 
@@ -199,10 +213,8 @@ INSERT INTO _stored SELECT * FROM inserted
 
 UPDATE_VISITORS = """
 UPDATE tracking_visitor v SET last_seen_at = GREATEST(v.last_seen_at, a.last_ts)
-FROM (SELECT site_id, anonymous_id, max(ts) AS last_ts FROM _stage
-      WHERE anonymous_id <> '' GROUP BY site_id, anonymous_id) a
-WHERE v.site_id = a.site_id AND v.anonymous_id = a.anonymous_id
-  AND v.last_seen_at < a.last_ts - %(granularity)s::interval
+FROM _anon a
+WHERE v.id = a.visitor_id AND a.last_seen_at < a.last_ts - %(granularity)s::interval
 """
 
 # What each profile's new events change: one row per profile, computed from the staged
@@ -366,17 +378,7 @@ def store_rows(chunks: list[bytes], received: int, *, now: datetime) -> StoreRes
         changes = 0
         if stored:
             changes = _stitch(cursor)
-            cursor.execute(
-                """
-                CREATE TEMP TABLE _new_visitors ON COMMIT DROP AS
-                SELECT g.*, nextval(pg_get_serial_sequence('tracking_profile', 'id')) AS profile_id
-                FROM (SELECT site_id, anonymous_id, min(ts) AS first_ts, max(ts) AS last_ts
-                      FROM _stage s WHERE anonymous_id <> '' AND NOT EXISTS (
-                          SELECT 1 FROM tracking_visitor v
-                          WHERE v.site_id = s.site_id AND v.anonymous_id = s.anonymous_id)
-                      GROUP BY site_id, anonymous_id) g
-                """
-            )
+            cursor.execute(ANONS)
             cursor.execute(NEW_VISITORS)
             cursor.execute(NEW_USER_PROFILES)
             cursor.execute(RESOLVE)
@@ -389,7 +391,7 @@ def store_rows(chunks: list[bytes], received: int, *, now: datetime) -> StoreRes
             events_stored.send(sender=store_events, table="_stored", count=stored, now=now)
         # ON COMMIT DROP is not enough inside an outer transaction (tests, callers
         # that batch several stores): drop explicitly.
-        cursor.execute("DROP TABLE IF EXISTS _stage, _fresh, _stored, _profile_of, _seen")
+        cursor.execute("DROP TABLE IF EXISTS _stage, _fresh, _stored, _anon, _profile_of, _seen")
     return StoreResult(received=received, stored=stored, identity_changes=changes)
 
 
