@@ -117,6 +117,18 @@ def test_a_retry_of_an_event_sent_without_a_timestamp_is_stored_once(client, sit
     assert len(stored_events(site)) == 1
 
 
+def test_a_timestamp_before_1971_is_keyed_like_none_and_never_as_a_legacy_key(client, site):
+    from tracking.models import EventKey
+
+    event = segment_event(timestamp="0001-01-01T00:00:00Z")
+    assert post(client, "/v1/batch", {"batch": [event]}, key=site.secret_key).status_code == 400
+    event = segment_event(timestamp="0001-01-01T00:00:00Z")
+    assert post(client, "/v1/batch", {"batch": [event]}, key=site.write_key).status_code == 200
+    assert len(stored_events(site)) == 1
+    key = EventKey.objects.get(site_id=site.id, message_id=event["messageId"])
+    assert key.dedupe_at.year == 1970
+
+
 def test_a_message_id_stored_before_the_key_had_a_time_is_still_a_duplicate(client, site):
     from datetime import UTC, datetime
 

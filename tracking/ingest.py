@@ -365,7 +365,9 @@ def normalize_event(
         "consent": _consent(context, path),
         "gpc": gpc,
         "timezone": tz[:64],
-        "dedupe_at": declared.isoformat() if declared else None,
+        # Times before 1971 would land among the key index's sentinels (storage.NO_TIME,
+        # LEGACY_TIME); such events are keyed like those sent without a time.
+        "dedupe_at": declared.isoformat() if declared and declared.year > 1970 else None,
     }
 
 
