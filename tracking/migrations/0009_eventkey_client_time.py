@@ -2,8 +2,8 @@
 
 Keys stored before keep working: they get the LEGACY_TIME sentinel, and the flusher
 checks messageIds against them while any remain inside the dedupe window. Rebuilding
-the primary key locks the key table (and so the flusher) for the time it takes: about
-a second per million keys.
+the primary key locks the key table (and so the flusher; events wait in Redis) for
+the time it takes: 2 million keys took about 4 s here (a 2-core machine, under load).
 """
 
 from django.db import migrations, models
