@@ -77,3 +77,12 @@ def queue_messages(campaign, step, count: int = 1, *, prefix: str = "person") ->
         )  # fmt: skip
         messages.append(message)
     return Message.objects.bulk_create(messages)
+
+
+def sent_message() -> Message:
+    """One message of a new campaign, handed to the ESP (sent, ESP id "esp-1")."""
+    campaign, step, _ = make_campaign()
+    [message] = queue_messages(campaign, step)
+    Message.objects.filter(pk=message.pk).update(status="sent", sent_at=T0, esp_message_id="esp-1")
+    message.refresh_from_db()
+    return message

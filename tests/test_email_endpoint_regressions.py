@@ -23,9 +23,9 @@ import json
 import pytest
 from django.test import override_settings
 
-from campaigns.models import EmailEvent, Message, Suppression
+from campaigns.models import EmailEvent, Suppression
 from campaigns.rendering import UNSUBSCRIBE_SALT, message_token
-from tests.email_factories import T0, make_campaign, queue_messages
+from tests.email_factories import sent_message
 
 pytestmark = pytest.mark.django_db
 
@@ -42,11 +42,7 @@ AUTH = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(SECRET.encode()).decod
 
 @pytest.fixture
 def message():
-    campaign, step, _ = make_campaign()
-    [message] = queue_messages(campaign, step)
-    Message.objects.filter(pk=message.pk).update(status="sent", sent_at=T0, esp_message_id="esp-1")
-    message.refresh_from_db()
-    return message
+    return sent_message()
 
 
 def post_json(client, path: str, payload) -> object:

@@ -40,7 +40,7 @@ from campaigns.rendering import (
     message_token,
     safe_url,
 )
-from tests.email_factories import T0, make_campaign, queue_messages
+from tests.email_factories import sent_message
 from tests.test_fuzz_public_endpoints import (
     FUZZ_EXAMPLES,
     fuzz,
@@ -59,11 +59,7 @@ ANYMAIL = {"WEBHOOK_SECRET": [SECRET], "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KE
 
 @pytest.fixture
 def message():
-    campaign, step, _ = make_campaign()
-    [message] = queue_messages(campaign, step)
-    Message.objects.filter(pk=message.pk).update(status="sent", sent_at=T0, esp_message_id="esp-1")
-    message.refresh_from_db()
-    return message
+    return sent_message()
 
 
 # --- strategies ------------------------------------------------------------------
