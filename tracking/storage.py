@@ -49,8 +49,13 @@ STAGE_COLUMNS = (
 # no `f` field) are converted by `upgrade_rows`.
 ROWS_FORMAT = 2
 
-CREATE_STAGE = """
-DROP TABLE IF EXISTS _stage, _fresh, _stored, _anon, _profile_of, _seen;
+# Every temporary table a pass creates. ON COMMIT DROP is not enough inside an outer
+# transaction (tests, callers that batch several stores), so a pass drops them before
+# it starts and when it ends.
+DROP_TEMP_TABLES = "DROP TABLE IF EXISTS _stage, _fresh, _stored, _anon, _profile_of, _seen"
+
+CREATE_STAGE = f"""
+{DROP_TEMP_TABLES};
 CREATE TEMP TABLE _stage (
     seq int GENERATED ALWAYS AS IDENTITY,
     site_id bigint NOT NULL, message_id text NOT NULL, type text NOT NULL,
@@ -88,17 +93,20 @@ SELECT EXISTS (
 )
 """
 
-DEDUPE = """
+# The staged rows' keys: a missing client time is NO_TIME.
+KEYED = """(SELECT seq, site_id, COALESCE(dedupe_at, %(no_time)s) AS key_at, message_id,
+                  received_at FROM _stage)"""
+
+DEDUPE = f"""
 WITH firsts AS (
     SELECT DISTINCT ON (site_id, key_at, message_id) seq, site_id, key_at, message_id,
            received_at
-    FROM (SELECT seq, site_id, COALESCE(dedupe_at, %(no_time)s) AS key_at, message_id,
-                 received_at FROM _stage) s
+    FROM {KEYED} s
     ORDER BY site_id, key_at, message_id, seq
 ), inserted AS (
     INSERT INTO tracking_eventkey (site_id, dedupe_at, message_id, received_at)
     SELECT site_id, key_at, message_id, received_at FROM firsts
-    {legacy}
+    {{legacy}}
     ON CONFLICT DO NOTHING
     RETURNING site_id, dedupe_at, message_id
 )
@@ -110,13 +118,11 @@ SELECT firsts.seq FROM firsts JOIN inserted
 # The usual case, a batch without duplicates: insert the keys and count them, nothing
 # else. Fewer keys than staged rows means duplicates; the savepoint around this is then
 # rolled back and DEDUPE sorts out which rows are fresh.
-DEDUPE_FAST = """
+DEDUPE_FAST = f"""
 WITH inserted AS (
     INSERT INTO tracking_eventkey (site_id, dedupe_at, message_id, received_at)
-    SELECT site_id, key_at, message_id, received_at
-    FROM (SELECT site_id, COALESCE(dedupe_at, %(no_time)s) AS key_at, message_id,
-                 received_at FROM _stage) firsts
-    {legacy}
+    SELECT site_id, key_at, message_id, received_at FROM {KEYED} firsts
+    {{legacy}}
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
@@ -391,9 +397,7 @@ def store_rows(chunks: list[bytes], received: int, *, now: datetime) -> StoreRes
             cursor.execute(UPDATE_PROFILES, granularity)
             cursor.execute(UPDATE_SITES)
             events_stored.send(sender=store_events, table="_stored", count=stored, now=now)
-        # ON COMMIT DROP is not enough inside an outer transaction (tests, callers
-        # that batch several stores): drop explicitly.
-        cursor.execute("DROP TABLE IF EXISTS _stage, _fresh, _stored, _anon, _profile_of, _seen")
+        cursor.execute(DROP_TEMP_TABLES)
     return StoreResult(received=received, stored=stored, identity_changes=changes)
 
 
