@@ -10,7 +10,7 @@ from tests.engine_support import envelope
 from tests.factories import make_site
 from tracking import buffer, flush
 from tracking.models import Event
-from tracking.storage import encode_rows
+from tracking.storage import ROWS_FORMAT, encode_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,9 @@ def site():
 
 
 def add(stream, events: list[dict]) -> bytes:
-    return stream.xadd(buffer.STREAM, {"c": encode_rows(events), "n": len(events), "f": 2})
+    return stream.xadd(
+        buffer.STREAM, {"c": encode_rows(events), "n": len(events), "f": ROWS_FORMAT}
+    )
 
 
 def names(site) -> list[str]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from datetime import UTC, datetime
 
 import pytest
 
 from tests.factories import make_site, segment_event
 from tracking import flush
 from tracking.ingest import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_STRING_LENGTH
-from tracking.models import DroppedCount, Event, Profile
+from tracking.models import DroppedCount, Event, EventKey, Profile
+from tracking.storage import LEGACY_TIME
 from tracking.views import clear_key_cache
 
 pytestmark = pytest.mark.django_db
@@ -118,8 +120,6 @@ def test_a_retry_of_an_event_sent_without_a_timestamp_is_stored_once(client, sit
 
 
 def test_a_timestamp_before_1971_is_keyed_like_none_and_never_as_a_legacy_key(client, site):
-    from tracking.models import EventKey
-
     event = segment_event(timestamp="0001-01-01T00:00:00Z")
     assert post(client, "/v1/batch", {"batch": [event]}, key=site.secret_key).status_code == 400
     event = segment_event(timestamp="0001-01-01T00:00:00Z")
@@ -130,11 +130,6 @@ def test_a_timestamp_before_1971_is_keyed_like_none_and_never_as_a_legacy_key(cl
 
 
 def test_a_message_id_stored_before_the_key_had_a_time_is_still_a_duplicate(client, site):
-    from datetime import UTC, datetime
-
-    from tracking.models import EventKey
-    from tracking.storage import LEGACY_TIME
-
     event = segment_event()
     EventKey.objects.create(site_id=site.id, dedupe_at=datetime.fromisoformat(LEGACY_TIME),
                             message_id=event["messageId"], received_at=datetime.now(UTC))  # fmt: skip
