@@ -128,10 +128,13 @@ WITH inserted AS (
 )
 SELECT count(*) FROM inserted
 """
+# A scalar subquery, not NOT EXISTS: PostgreSQL runs it as one index lookup per row,
+# where it plans NOT EXISTS as an anti-join that hashes every legacy key of the window
+# on every pass (2M legacy keys made the key insert 15 s per 200,000 events instead of
+# ~1.5 s).
 LEGACY_CHECK = """
-    WHERE NOT EXISTS (
-        SELECT 1 FROM tracking_eventkey k WHERE k.site_id = firsts.site_id
-        AND k.dedupe_at = %(legacy)s AND k.message_id = firsts.message_id)
+    WHERE (SELECT true FROM tracking_eventkey k WHERE k.site_id = firsts.site_id
+           AND k.dedupe_at = %(legacy)s AND k.message_id = firsts.message_id) IS NULL
 """
 # Only when some staged rows were not fresh (replays, duplicates inside the batch).
 DROP_DUPLICATES = (
