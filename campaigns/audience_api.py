@@ -27,7 +27,7 @@ from campaigns import exports
 from campaigns.models import Audience, AudienceChange, Destination
 from campaigns.webhooks import change_json
 from tracking.auth import secret_key_required
-from tracking.views import lookup_key
+from tracking.keys import lookup_key
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000

@@ -11,7 +11,7 @@ from campaigns import membership
 from campaigns.models import Audience, AudienceChange, Destination
 from tests.audience_factories import T0, make_person
 from tests.factories import make_site
-from tracking.views import clear_key_cache
+from tracking.keys import clear_key_cache
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from campaigns.models import Audience
 from tests.audience_factories import make_person
 from tests.browser import launch_chromium
 from tests.factories import make_site
-from tracking.views import clear_key_cache
+from tracking.keys import clear_key_cache
 
 GPC_ON = "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})"
 

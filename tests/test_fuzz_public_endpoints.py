@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.factories import make_site
-from tracking.views import clear_key_cache
+from tracking.keys import clear_key_cache
 
 pytestmark = pytest.mark.django_db
 

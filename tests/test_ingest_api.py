@@ -12,9 +12,9 @@ import pytest
 from tests.factories import make_site, segment_event
 from tracking import flush
 from tracking.ingest import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_STRING_LENGTH
+from tracking.keys import clear_key_cache
 from tracking.models import DroppedCount, Event, EventKey, Profile
 from tracking.storage import LEGACY_TIME
-from tracking.views import clear_key_cache
 
 pytestmark = pytest.mark.django_db
 

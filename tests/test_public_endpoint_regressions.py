@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.factories import make_site
-from tracking.views import clear_key_cache
+from tracking.keys import clear_key_cache
 
 pytestmark = pytest.mark.django_db
 

@@ -21,8 +21,8 @@ from campaigns.models import Audience, Destination
 from reengage import encryption
 from reengage.management.commands.reencrypt_keys import encrypted_fields
 from tests.factories import make_site
+from tracking.keys import _key_from_redis, _load_key, clear_key_cache, lookup_key
 from tracking.models import Site
-from tracking.views import _key_from_redis, _load_key, clear_key_cache, lookup_key
 
 pytestmark = pytest.mark.django_db
 

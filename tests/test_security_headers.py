@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 
 from tests.factories import make_site, segment_event
-from tracking.views import clear_key_cache
+from tracking.keys import clear_key_cache
 
 pytestmark = pytest.mark.django_db
 

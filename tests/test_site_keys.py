@@ -19,8 +19,8 @@ from django.utils.timezone import now as tz_now
 from tests.factories import make_site, segment_event
 from tests.test_settings import run_manage
 from tracking import flush
+from tracking.keys import _key_from_redis, _load_key, clear_key_cache, lookup_key
 from tracking.models import Profile, Site
-from tracking.views import _key_from_redis, _load_key, clear_key_cache, lookup_key
 
 pytestmark = pytest.mark.django_db
 
@@ -235,7 +235,7 @@ def test_the_migration_encrypts_existing_plaintext_keys_and_reverses():
 
 def test_a_redis_copy_without_encrypted_keys_is_unavailable_not_a_crash(redis_client):
     from tracking import buffer
-    from tracking.views import _copy_name
+    from tracking.keys import _copy_name
 
     site = make_site()
     old_format = {"site_id": site.id, "trusted": True, "domains": [], "anonymize_ip": True,

@@ -25,9 +25,9 @@ from tests.browser import (
 )
 from tests.factories import make_site
 from tracking.flush import flush_until_empty
+from tracking.keys import clear_key_cache
 from tracking.models import Event, Profile
 from tracking.snippet import loader_html
-from tracking.views import clear_key_cache
 
 pytestmark = pytest.mark.browser
 

@@ -9,8 +9,8 @@ import pytest
 from tests.factories import make_site
 from tracking import buffer, snippet
 from tracking.flush import flush_until_empty
+from tracking.keys import clear_key_cache
 from tracking.models import Event
-from tracking.views import clear_key_cache
 
 BROWSER = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "

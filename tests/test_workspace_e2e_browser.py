@@ -29,7 +29,7 @@ from campaigns.models import Audience, Campaign
 from campaigns.sending import send_queued
 from tests.browser import artifacts_dir, artifacts_on_failure, launch_chromium
 from tracking.flush import flush_until_empty
-from tracking.views import clear_key_cache
+from tracking.keys import clear_key_cache
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

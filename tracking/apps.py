@@ -16,7 +16,7 @@ class TrackingConfig(AppConfig):
 def _site_saved(sender, instance, **kwargs) -> None:
     from django.db import transaction
 
-    from tracking.views import refresh_keys
+    from tracking.keys import refresh_keys
 
     keys = [instance.write_key, instance.secret_key, instance.previous_secret_key]
     transaction.on_commit(lambda: refresh_keys(keys))

@@ -8,7 +8,7 @@ from functools import wraps
 from django.http import HttpRequest, JsonResponse
 
 from tracking.ingest import IngestError
-from tracking.views import _basic_username, lookup_key
+from tracking.keys import basic_username, lookup_key
 
 
 def secret_key_required(view: Callable) -> Callable:
@@ -20,7 +20,7 @@ def secret_key_required(view: Callable) -> Callable:
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs):
         try:
-            key_name = _basic_username(request)
+            key_name = basic_username(request)
         except IngestError as exc:
             return JsonResponse(exc.as_json(), status=exc.status)
         key = lookup_key(key_name) if key_name else None

@@ -20,8 +20,9 @@ from django.views.decorators.http import require_safe
 
 from tracking import buffer
 from tracking.ingest import IngestError
+from tracking.keys import client_ip, lookup_key, url_host
 from tracking.models import Site
-from tracking.views import client_ip, lookup_key, record, url_host
+from tracking.views import record
 
 log = logging.getLogger(__name__)
 

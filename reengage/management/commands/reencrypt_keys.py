@@ -66,8 +66,8 @@ class Command(BaseCommand):
         # Redis's fallback copies of site keys are named by the key's digest and hold
         # the keys encrypted: rewrite them under the new key, so ingest keeps working
         # through a PostgreSQL outage right after the old key is dropped.
+        from tracking.keys import refresh_keys
         from tracking.models import Site
-        from tracking.views import refresh_keys
 
         for site in Site.objects.order_by("pk"):
             refresh_keys([site.write_key, *site.secret_keys()])
