@@ -37,7 +37,10 @@ django.setup()
 
 from django.db import connection, transaction  # noqa: E402
 
-from campaigns import exports, membership  # noqa: E402
+from campaigns.audiences import (  # noqa: E402
+    exports,
+    membership,
+)
 from campaigns.models import Audience  # noqa: E402
 from tracking.models import Site  # noqa: E402
 

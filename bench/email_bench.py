@@ -33,7 +33,17 @@ from django.core import mail  # noqa: E402
 from django.core.mail import get_connection  # noqa: E402
 from django.template import Context  # noqa: E402
 
-from campaigns import composing, sending  # noqa: E402
+from campaigns.email import (  # noqa: E402
+    composing,
+    sending,
+)
+from campaigns.email.rendering import (  # noqa: E402
+    SAMPLE_TRIGGER,
+    compiled,
+    links_for,
+    render_email,
+    template_context,
+)
 from campaigns.models import (  # noqa: E402
     Campaign,
     EmailSettings,
@@ -41,13 +51,6 @@ from campaigns.models import (  # noqa: E402
     Enrollment,
     Message,
     Step,
-)
-from campaigns.rendering import (  # noqa: E402
-    SAMPLE_TRIGGER,
-    compiled,
-    links_for,
-    render_email,
-    template_context,
 )
 from tracking.models import Profile, Site  # noqa: E402
 

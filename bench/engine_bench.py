@@ -44,7 +44,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from campaigns.decide import CLAIM, TickResult, tick  # noqa: E402
+from campaigns.engine.tick import CLAIM, TickResult, tick  # noqa: E402
 from campaigns.models import Audience, Campaign, EmailTemplate, Step  # noqa: E402
 from tracking.models import Site  # noqa: E402
 

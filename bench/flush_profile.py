@@ -16,6 +16,7 @@ import argparse
 import time
 from collections import Counter
 
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
@@ -27,7 +28,7 @@ from tracking.models import Site
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--pass-events", type=int, default=flush.PASS_EVENTS)
+    parser.add_argument("--pass-events", type=int, default=settings.FLUSH_PASS_EVENTS)
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     site, _ = Site.objects.get_or_create(name="bench", defaults={"domains": ["shop.test"]})

@@ -60,10 +60,10 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from campaigns.audience_history import fold_days  # noqa: E402
+from campaigns.audiences.history import fold_days  # noqa: E402
 from campaigns.models import Audience, Campaign, EmailTemplate, Step  # noqa: E402
-from campaigns.report_snapshots import refresh_large  # noqa: E402
-from campaigns.timeline import timeline  # noqa: E402
+from campaigns.people.timeline import timeline  # noqa: E402
+from campaigns.reports.snapshots import refresh_large  # noqa: E402
 from tracking.models import Profile, Site  # noqa: E402
 
 TABLES = (

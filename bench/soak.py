@@ -132,7 +132,7 @@ def start_celery(stack: Stack, role: str) -> subprocess.Popen:
     log = open(stack.root / f"{role}.log", "a")  # noqa: SIM115
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "reengage", *args, "-l", "WARNING"],
-        cwd=ROOT, env=stack.env(EMAIL_BACKEND="campaigns.devmail.EmailBackend",
+        cwd=ROOT, env=stack.env(EMAIL_BACKEND="campaigns.email.devmail.EmailBackend",
                                 ENGINE_TICK_SECONDS="5"),
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip

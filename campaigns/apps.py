@@ -6,16 +6,6 @@ class CampaignsConfig(AppConfig):
     verbose_name = "Campaigns"
 
     def ready(self) -> None:
-        from campaigns import audience_api, enrollment, feedback, membership
-        from tracking import views as tracking_views
-        from tracking.signals import events_stored, profiles_merged
+        from campaigns import receivers
 
-        events_stored.connect(
-            membership.leave_on_withdrawn_consent, dispatch_uid="campaigns.audiences.consent"
-        )
-        if audience_api.snippet_settings not in tracking_views.SETTINGS_EXTENSIONS:
-            tracking_views.SETTINGS_EXTENSIONS.append(audience_api.snippet_settings)
-        feedback.connect()  # email: ESP tracking webhooks, order attribution
-        # Both run inside the flusher's transaction (see campaigns.enrollment).
-        events_stored.connect(enrollment.on_events_stored, dispatch_uid="campaigns.enroll")
-        profiles_merged.connect(enrollment.on_profiles_merged, dispatch_uid="campaigns.merge")
+        receivers.connect()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import redis
-from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
+
+from reengage import redis_pool
 
 WORKER_PING_TIMEOUT = 1.0
 
@@ -22,10 +23,7 @@ def check_database() -> str | None:
 
 def check_redis() -> str | None:
     try:
-        client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1
-        )
-        client.ping()
+        redis_pool.client(timeout=1).ping()
     except redis.RedisError as exc:
         return f"redis unreachable: {type(exc).__name__}"
     return None

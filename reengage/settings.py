@@ -6,7 +6,6 @@ locally; a malformed value stops start-up with a message naming the variable.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,8 +13,10 @@ from reengage.env import (
     ConfigError,
     database_config,
     env_bool,
+    env_float,
     env_int,
     env_list,
+    env_prefixed,
     env_str,
     redis_url,
 )
@@ -26,7 +27,7 @@ DEBUG = env_bool("DEBUG", True)
 
 # With DATABASE_URL / REDIS_URL unset, start (or join) the embedded development
 # services under .data/. Production always sets both.
-if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")) and env_bool(
+if not (env_str("DATABASE_URL") and env_str("REDIS_URL")) and env_bool(
     "REENGAGE_EMBEDDED_SERVICES", True
 ):
     from reengage import embedded
@@ -83,7 +84,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "campaigns.body_limit.BodyLimitMiddleware",  # before anything reads a body (CSRF)
+    "campaigns.email.body_limit.BodyLimitMiddleware",  # before anything reads a body (CSRF)
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -181,24 +182,6 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {}
 
-# --- email -------------------------------------------------------------------
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
-if EMAIL_USE_TLS and EMAIL_USE_SSL:
-    raise ConfigError("EMAIL_USE_TLS and EMAIL_USE_SSL are both on; choose one")
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "reengage <noreply@localhost>")
-SERVER_EMAIL = DEFAULT_FROM_EMAIL
-ANYMAIL = {
-    key.removeprefix("ANYMAIL_"): value
-    for key, value in os.environ.items()
-    if key.startswith("ANYMAIL_")
-}
-
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -230,6 +213,15 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1, minimum=1)
 DEDUPE_WINDOW_DAYS = env_int("DEDUPE_WINDOW_DAYS", 35, minimum=1)
 FLUSH_BUDGET_SECONDS = env_int("FLUSH_BUDGET_SECONDS", 20, minimum=1)
 FLUSH_INTERVAL_SECONDS = env_int("FLUSH_INTERVAL_SECONDS", 1, minimum=1)
+# Events per pass (one transaction): larger passes spread the per-transaction work
+# (staging, statistics, a dozen set-based statements) over more events.
+FLUSH_PASS_EVENTS = env_int("FLUSH_PASS_EVENTS", 50_000, minimum=1)
+# A dead flusher's pending entries are reclaimed after this idle time, and its lock
+# expires after FLUSH_LOCK_TTL_SECONDS (refreshed by a live flusher after every pass).
+FLUSH_CLAIM_IDLE_MS = env_int("FLUSH_CLAIM_IDLE_MS", 30_000, minimum=1)
+FLUSH_LOCK_TTL_SECONDS = env_int("FLUSH_LOCK_TTL_SECONDS", 15, minimum=1)
+# Test-only fault injection (seconds): see tests/tracking/test_ingest_faults.py.
+FAULT_FLUSH_PAUSE_BEFORE_ACK = env_float("REENGAGE_FAULT_FLUSH_PAUSE_BEFORE_ACK", 0.0)
 
 CELERY_BEAT_SCHEDULE.update(
     {
@@ -278,12 +270,27 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
-# --- email: sending, feedback, unsubscribe (campaigns/sending.py, docs/email.md) ----
+# --- email: sending, feedback, unsubscribe (campaigns/email/sending.py, docs/email.md) ----
 # Development default: a backend that stores each email in the database, shown in
 # the admin's "Dev mailbox", so `make run` needs no ESP. Production sets any
 # Django or Anymail backend, e.g. EMAIL_BACKEND=anymail.backends.postmark.EmailBackend
 # with ANYMAIL_POSTMARK_SERVER_TOKEN.
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "campaigns.devmail.EmailBackend")
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "campaigns.email.devmail.EmailBackend")
+if EMAIL_BACKEND == "campaigns.devmail.EmailBackend":  # its path before campaigns/email/
+    EMAIL_BACKEND = "campaigns.email.devmail.EmailBackend"
+# SMTP, for EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ConfigError("EMAIL_USE_TLS and EMAIL_USE_SSL are both on; choose one")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "reengage <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Every ANYMAIL_* variable, e.g. ANYMAIL_POSTMARK_SERVER_TOKEN, as Anymail's setting.
+ANYMAIL = env_prefixed("ANYMAIL_")
 if not DEBUG and not ANYMAIL.get("WEBHOOK_SECRET"):
     raise ConfigError(
         "ANYMAIL_WEBHOOK_SECRET must be set when DEBUG is off: a 'user:password' pair that "
@@ -374,7 +381,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600, minimum=60)
 
-# --- campaign engine (campaigns.enrollment, campaigns.decide) --------------------
+# --- campaign engine (campaigns.engine.enrollment, campaigns.engine.tick) --------------------
 # Enrollments decided per claim (one transaction each).
 ENGINE_BATCH_SIZE = env_int("ENGINE_BATCH_SIZE", 5000, minimum=1)
 # How often beat starts a tick, and how long one tick may keep claiming batches.
@@ -393,7 +400,7 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
-# --- reports (campaigns.report_snapshots) ------------------------------------------
+# --- reports (campaigns.reports.snapshots) ------------------------------------------
 # Campaigns with at least this many enrollments show a report computed by beat every
 # REPORT_SNAPSHOT_SECONDS instead of aggregating on every view.
 REPORT_SNAPSHOT_MIN_ENROLLMENTS = env_int("REPORT_SNAPSHOT_MIN_ENROLLMENTS", 50_000, minimum=1)

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from campaigns import membership
+from campaigns.audiences import membership
 from campaigns.models import Decision, Enrollment, Message
 from reengage import admin_paging
 from reengage.admin_paging import LargeTablePaginator

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
-from campaigns import membership, webhooks
+from campaigns.audiences import delivery, membership
 from campaigns.models import Audience, Delivery, Destination
 from tests.audience_factories import make_person
 from tests.factories import make_site
@@ -36,7 +36,7 @@ def receiver():
 def test_every_audience_page_renders(admin_client, audience):
     destination = Destination.objects.create(audience=audience, name="d", url="https://x.test/h")
     membership.add_members([(audience.id, make_person(audience.site).id)], now=datetime.now(UTC))
-    webhooks.batch_changes(now=datetime.now(UTC))
+    delivery.batch_changes(now=datetime.now(UTC))
     for url in [
         "/admin/campaigns/audience/",
         f"/admin/campaigns/audience/{audience.id}/change/",
@@ -109,12 +109,12 @@ def test_the_issue_token_action_shows_a_token_that_works_once(admin_client, audi
 def test_the_retry_action_revives_dead_deliveries(admin_client, audience):
     destination = Destination.objects.create(audience=audience, name="d", url="https://x.test/h")
     now = datetime.now(UTC)
-    delivery = Delivery.objects.create(
+    row = Delivery.objects.create(
         destination=destination, change_ids=[1], first_change_id=1, status="dead", attempts=10,
         next_attempt_at=now, created_at=now,
     )  # fmt: skip
     admin_client.post(
-        "/admin/campaigns/delivery/", {"action": "retry", "_selected_action": [delivery.id]}
+        "/admin/campaigns/delivery/", {"action": "retry", "_selected_action": [row.id]}
     )
-    delivery.refresh_from_db()
-    assert (delivery.status, delivery.attempts) == ("pending", 0)
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("pending", 0)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from campaigns import membership
+from campaigns.audiences import membership
 from campaigns.models import Audience, AudienceChange, Destination
 from tests.audience_factories import T0, make_person
 from tests.factories import make_site

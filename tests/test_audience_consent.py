@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from campaigns import membership, webhooks
+from campaigns.audiences import delivery, membership
 from campaigns.models import Audience, AudienceChange, AudienceMember, Delivery, Destination
 from tests.factories import make_site, segment_event
 from tracking import flush
@@ -79,9 +79,9 @@ def test_a_withdrawal_sent_to_the_ingest_api_reaches_every_destination_at_once(
     try:
         hook = Destination.objects.create(audience=audience, name="hook", url=receiver.url)
         token = Destination.objects.create(audience=audience, name="pull").issue_token(now=now)
-        webhooks.batch_changes(now=now)  # the add goes out first
-        for delivery_id in webhooks.claim_due(now=now):
-            webhooks.send_delivery(delivery_id, now=now)
+        delivery.batch_changes(now=now)  # the add goes out first
+        for delivery_id in delivery.claim_due(now=now):
+            delivery.send_delivery(delivery_id, now=now)
 
         withdrawal = segment_event(
             anonymousId="leaver", context={"consent": {"advertising": False}}
@@ -94,9 +94,9 @@ def test_a_withdrawal_sent_to_the_ingest_api_reaches_every_destination_at_once(
         flush.flush_once()
         assert not AudienceMember.objects.filter(removed_at=None).exists()
 
-        webhooks.batch_changes(now=now)
-        for delivery_id in webhooks.claim_due(now=now):
-            webhooks.send_delivery(delivery_id, now=now)
+        delivery.batch_changes(now=now)
+        for delivery_id in delivery.claim_due(now=now):
+            delivery.send_delivery(delivery_id, now=now)
         sent = [json.loads(body)["data"]["changes"] for _, body in receiver.delivered()]
         assert [[(c["action"], c["reason"]) for c in batch] for batch in sent] == [
             [("add", "campaign")], [("remove", "consent_withdrawn")],

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.http import StreamingHttpResponse
 
-from campaigns import exports, membership
+from campaigns.audiences import exports, membership
 from campaigns.models import Audience
 from tests.audience_factories import T0, make_person
 from tests.factories import make_site

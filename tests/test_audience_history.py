@@ -11,10 +11,10 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from campaigns import membership
-from campaigns.audience_history import fold_days, member_history
+from campaigns.audiences import membership
+from campaigns.audiences.history import fold_days, member_history
 from campaigns.models import AudienceDay, AudienceMember
-from campaigns.report_charts import members_chart
+from campaigns.reports.charts import members_chart
 from tests.engine_support import T0, make_audience
 from tests.factories import make_site
 from tracking.models import Profile

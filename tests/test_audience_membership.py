@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 
-from campaigns import membership
+from campaigns.audiences import membership
 from campaigns.models import Audience, AudienceChange, AudienceMember
 from tests.audience_factories import T0, make_person
 from tests.factories import make_site

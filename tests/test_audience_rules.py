@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from campaigns import membership
-from campaigns.audience_rules import evaluate_rule
+from campaigns.audiences import membership
+from campaigns.audiences.rules import evaluate_rule
 from campaigns.models import Audience, AudienceChange, AudienceMember, AudienceRule
 from tests.audience_factories import T0, add_event, make_person
 from tests.factories import make_site

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from campaigns import membership
+from campaigns.audiences import membership
 from campaigns.models import Audience
 from tests.audience_factories import make_person
 from tests.browser import launch_chromium

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from campaigns import membership
+from campaigns.audiences import membership
 from campaigns.models import Audience, AudienceMember, AudienceRule, Delivery, Destination
 from campaigns.tasks import audiences as tasks
 from tests.audience_factories import add_event, make_person

@@ -13,7 +13,7 @@ import pytest
 import standardwebhooks
 from django.db import IntegrityError, transaction
 
-from campaigns import membership, webhooks
+from campaigns.audiences import delivery, membership
 from campaigns.models import Audience, AudienceChange, Delivery, Destination
 from tests.audience_factories import T0, make_person
 from tests.factories import make_site
@@ -92,9 +92,9 @@ def run_rounds(rounds: int, *, start=T0, step=timedelta(minutes=10)) -> None:
     """What the periodic task does, with the clock moved `step` between rounds."""
     now = start
     for _ in range(rounds):
-        webhooks.batch_changes(now=now)
-        for delivery_id in webhooks.claim_due(now=now):
-            webhooks.send_delivery(delivery_id, now=now)
+        delivery.batch_changes(now=now)
+        for delivery_id in delivery.claim_due(now=now):
+            delivery.send_delivery(delivery_id, now=now)
         now += step
 
 
@@ -118,8 +118,8 @@ def test_signatures_verify_with_the_standard_webhooks_package(audience, receiver
 def test_the_signature_covers_id_timestamp_and_body():
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     body = b'{"test": 2432232314}'
-    # The example in the Standard Webhooks specification (spec/standard-webhooks.md).
-    assert webhooks.sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == (
+    # The example in the Standard Webhooks specification (spec/standard-delivery.md).
+    assert delivery.sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == (
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     )
 
@@ -128,7 +128,7 @@ def test_a_receiver_that_fails_three_times_gets_each_change_exactly_once(audienc
     receiver = receivers(fail=3)
     Destination.objects.create(audience=audience, name="flaky", url=receiver.url)
     change_ids = add_people(audience, 7)
-    webhooks.batch_changes(now=T0, batch_size=3)  # batches of 3, 3 and 1 changes
+    delivery.batch_changes(now=T0, batch_size=3)  # batches of 3, 3 and 1 changes
     run_rounds(12, step=timedelta(hours=1))
     assert sorted(changes_in(b for _, b in receiver.delivered())) == sorted(change_ids)
     # The failed attempts were the first batch, retried under the same webhook-id.
@@ -144,16 +144,16 @@ def test_retries_back_off_exponentially(audience, dead_url, settings):
     add_people(audience, 1)
     now = T0
     waits = []
-    webhooks.batch_changes(now=now)
+    delivery.batch_changes(now=now)
     for _ in range(4):
-        (delivery_id,) = webhooks.claim_due(now=now)
-        webhooks.send_delivery(delivery_id, now=now)
-        delivery = Delivery.objects.get(pk=delivery_id)
-        waits.append((delivery.next_attempt_at - now).total_seconds())
-        assert webhooks.claim_due(now=delivery.next_attempt_at - timedelta(seconds=1)) == []
-        now = delivery.next_attempt_at
+        (delivery_id,) = delivery.claim_due(now=now)
+        delivery.send_delivery(delivery_id, now=now)
+        row = Delivery.objects.get(pk=delivery_id)
+        waits.append((row.next_attempt_at - now).total_seconds())
+        assert delivery.claim_due(now=row.next_attempt_at - timedelta(seconds=1)) == []
+        now = row.next_attempt_at
     assert waits == [30, 60, 120, 240]
-    assert "ConnectionRefusedError" in delivery.last_error or "refused" in delivery.last_error
+    assert "ConnectionRefusedError" in row.last_error or "refused" in row.last_error
 
 
 def test_a_dead_receiver_ends_dead_without_holding_up_another_destination(
@@ -183,9 +183,9 @@ def test_a_slow_receiver_times_out_and_is_retried(audience, receivers, settings)
     Destination.objects.create(audience=audience, name="slow", url=slow.url)
     add_people(audience, 1)
     run_rounds(1)
-    delivery = Delivery.objects.get()
-    assert (delivery.status, delivery.attempts) == ("pending", 1)
-    assert "timed out" in delivery.last_error.lower()
+    row = Delivery.objects.get()
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert "timed out" in row.last_error.lower()
 
 
 def test_a_redirect_is_a_failure_and_is_not_followed(audience, receivers):
@@ -193,16 +193,16 @@ def test_a_redirect_is_a_failure_and_is_not_followed(audience, receivers):
     Destination.objects.create(audience=audience, name="moved", url=receiver.url)
     add_people(audience, 1)
     run_rounds(1)
-    delivery = Delivery.objects.get()
-    assert (delivery.status, delivery.last_status_code) == ("pending", 307)
+    row = Delivery.objects.get()
+    assert (row.status, row.last_status_code) == ("pending", 307)
     assert len(receiver.requests) == 1
 
 
 def test_changes_go_into_one_batch_per_destination_only(audience, receivers):
     destination = Destination.objects.create(audience=audience, name="d", url=receivers().url)
     add_people(audience, 3)
-    assert webhooks.batch_changes(now=T0) == 1
-    assert webhooks.batch_changes(now=T0) == 0
+    assert delivery.batch_changes(now=T0) == 1
+    assert delivery.batch_changes(now=T0) == 0
     first = Delivery.objects.get()
     with pytest.raises(IntegrityError), transaction.atomic():
         Delivery.objects.create(
@@ -214,9 +214,9 @@ def test_changes_go_into_one_batch_per_destination_only(audience, receivers):
 def test_a_claimed_delivery_is_not_claimed_again_while_it_is_being_sent(audience, dead_url):
     Destination.objects.create(audience=audience, name="d", url=dead_url)
     add_people(audience, 1)
-    webhooks.batch_changes(now=T0)
-    assert len(webhooks.claim_due(now=T0)) == 1
-    assert webhooks.claim_due(now=T0 + timedelta(seconds=5)) == []
+    delivery.batch_changes(now=T0)
+    assert len(delivery.claim_due(now=T0)) == 1
+    assert delivery.claim_due(now=T0 + timedelta(seconds=5)) == []
 
 
 def test_retrying_a_dead_delivery_sends_it_again(audience, receivers, settings):
@@ -225,9 +225,9 @@ def test_retrying_a_dead_delivery_sends_it_again(audience, receivers, settings):
     Destination.objects.create(audience=audience, name="d", url=receiver.url)
     change_ids = add_people(audience, 2)
     run_rounds(1)
-    delivery = Delivery.objects.get()
-    assert delivery.status == "dead"
-    assert webhooks.retry_dead([delivery.id], now=T0 + timedelta(hours=1)) == 1
+    row = Delivery.objects.get()
+    assert row.status == "dead"
+    assert delivery.retry_dead([row.id], now=T0 + timedelta(hours=1)) == 1
     run_rounds(1, start=T0 + timedelta(hours=1))
     assert changes_in(b for _, b in receiver.delivered()) == change_ids
 
@@ -235,7 +235,7 @@ def test_retrying_a_dead_delivery_sends_it_again(audience, receivers, settings):
 def test_the_test_button_sends_a_signed_test_message(audience, receivers):
     receiver = receivers()
     destination = Destination.objects.create(audience=audience, name="d", url=receiver.url)
-    assert webhooks.send_test(destination, now=datetime.now(UTC)).ok
+    assert delivery.send_test(destination, now=datetime.now(UTC)).ok
     (headers, body), = receiver.delivered()  # fmt: skip
     payload = standardwebhooks.Webhook(destination.signing_secret).verify(body, headers)
     assert payload["type"] == "audience.test"

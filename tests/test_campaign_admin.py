@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.describe import campaign_in_words, condition_in_words, duration
+from campaigns.engine.describe import campaign_in_words, condition_in_words, duration
 from campaigns.models import Campaign, Decision, Enrollment, PromoPool, StepPromo, StepVariant
 from tests.engine_support import T0, make_audience, make_campaign, make_template, minutes, track
 from tests.factories import make_site
@@ -84,7 +84,7 @@ def test_the_change_page_shows_the_campaign_in_words(admin_client, site):
 
 
 def test_duplicating_copies_the_setup_as_a_draft_without_history(admin_client, site):
-    from campaigns.decide import tick
+    from campaigns.engine.tick import tick
 
     campaign = make_campaign(site, steps=[{"delay_minutes": 60}, {"delay_minutes": 1440}])
     first = campaign.steps.get(position=0)

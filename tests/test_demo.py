@@ -9,9 +9,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from campaigns.decide import tick
+from campaigns.email.sending import send_queued
+from campaigns.engine.tick import tick
 from campaigns.models import AudienceMember, Campaign, DevMail, EmailTemplate, Message
-from campaigns.sending import send_queued
 from tests.factories import segment_event
 from tracking.ingest import SiteKey, parse_batch
 from tracking.models import Site
@@ -38,7 +38,7 @@ def test_seed_demo_is_idempotent_and_prints_the_keys(demo):
 
 
 def test_the_demo_campaign_and_template_pass_the_admin_validation(demo):
-    from campaigns.forms import CampaignForm
+    from campaigns.engine.forms import CampaignForm
 
     campaign = Campaign.objects.get(name=demo["campaign"])
     form = CampaignForm(
@@ -74,7 +74,7 @@ def store(site, *calls, at):
 
 
 def test_an_abandoned_demo_cart_is_emailed_to_a_signed_up_visitor(demo, settings):
-    settings.EMAIL_BACKEND = "campaigns.devmail.EmailBackend"
+    settings.EMAIL_BACKEND = "campaigns.email.devmail.EmailBackend"
     site = Site.objects.get(id=demo["id"])
     start = datetime.now(UTC)
     added = segment_event(

@@ -22,9 +22,9 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import override_settings
 
-from campaigns.body_limit import FORM_MAX_BYTES
+from campaigns.email.body_limit import FORM_MAX_BYTES
+from campaigns.email.rendering import UNSUBSCRIBE_SALT, message_token
 from campaigns.models import Message, Suppression
-from campaigns.rendering import UNSUBSCRIBE_SALT, message_token
 from tests.email_factories import T0, make_campaign, queue_messages
 
 pytestmark = pytest.mark.django_db

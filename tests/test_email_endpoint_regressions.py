@@ -23,8 +23,8 @@ import json
 import pytest
 from django.test import override_settings
 
+from campaigns.email.rendering import UNSUBSCRIBE_SALT, message_token
 from campaigns.models import EmailEvent, Suppression
-from campaigns.rendering import UNSUBSCRIBE_SALT, message_token
 from tests.email_factories import sent_message
 
 pytestmark = pytest.mark.django_db

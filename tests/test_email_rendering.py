@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from campaigns.email.rendering import EmailData, html_to_text, render_email
 from campaigns.models import EmailTemplate
-from campaigns.rendering import EmailData, html_to_text, render_email
 from tests.email_factories import TRIGGER
 from tests.factories import make_site
 
@@ -130,7 +130,7 @@ def test_remote_stylesheets_are_not_fetched():
 
 
 def test_a_single_product_event_renders_as_one_product():
-    from campaigns.rendering import products_from
+    from campaigns.email.rendering import products_from
 
     trigger = {"product_id": "mug", "name": "Enamel camp mug", "price": 18, "quantity": 2,
                "url": "https://shop.test/mug"}  # fmt: skip

@@ -13,11 +13,12 @@ import pytest
 from django.core import mail
 from django.core.mail import get_connection
 
-from campaigns import privacy, sending
-from campaigns.decide import tick
+from campaigns.email import sending
+from campaigns.email.rendering import UNSUBSCRIBE_SALT, message_token
+from campaigns.engine.tick import tick
 from campaigns.models import Message, Suppression
 from campaigns.models.email import email_hash
-from campaigns.rendering import UNSUBSCRIBE_SALT, message_token
+from campaigns.people import privacy
 from tests.engine_support import T0, identify, make_campaign, minutes, profile_of, track
 from tests.factories import make_site
 from tracking.models import Profile

@@ -11,7 +11,7 @@ from django.core import mail
 from django.core.mail import get_connection
 from django.test import override_settings
 
-from campaigns import composing, sending
+from campaigns.email import composing, sending
 from campaigns.models import (
     CampaignOptOut,
     DevMail,
@@ -195,7 +195,7 @@ def test_a_recent_sending_message_is_left_to_its_worker():
 def test_a_backend_that_can_tell_what_it_received_reconciles_interrupted_sends():
     campaign, step, _ = make_campaign()
     received, never_received = queue_messages(campaign, step, 2)
-    backend = get_connection("campaigns.devmail.EmailBackend")
+    backend = get_connection("campaigns.email.devmail.EmailBackend")
     # Both claimed; the worker died after the backend took the first one.
     assert sending.claim_one(received.pk, T0) and sending.claim_one(never_received.pk, T0)
     DevMail.objects.create(message=received, esp_message_id="dev-1", from_email="x", to="y",
@@ -280,7 +280,7 @@ def test_a_code_cannot_be_given_to_two_messages_by_the_database():
     assert PromoCode.objects.get(pk=code.pk).message_id == first.pk
 
 
-@override_settings(EMAIL_BACKEND="campaigns.devmail.EmailBackend")
+@override_settings(EMAIL_BACKEND="campaigns.email.devmail.EmailBackend")
 def test_the_development_backend_keeps_the_rendered_email_for_the_admin():
     campaign, step, _ = make_campaign()
     [message] = queue_messages(campaign, step)

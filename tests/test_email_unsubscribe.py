@@ -8,14 +8,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.core import signing
 
-from campaigns.models import CampaignOptOut, Message, Suppression
-from campaigns.rendering import (
+from campaigns.email.rendering import (
     OPEN_SALT,
     UNSUBSCRIBE_SALT,
     click_token,
     links_for,
     message_token,
 )
+from campaigns.models import CampaignOptOut, Message, Suppression
 from tests.email_factories import T0, make_campaign, queue_messages
 
 pytestmark = pytest.mark.django_db
@@ -144,8 +144,8 @@ def test_sent_links_point_through_the_redirect_with_utm_parameters():
     from django.core import mail
     from django.core.mail import get_connection
 
-    from campaigns import sending
-    from campaigns.rendering import read_click_token
+    from campaigns.email import sending
+    from campaigns.email.rendering import read_click_token
 
     campaign, step, _ = make_campaign()
     [message] = queue_messages(campaign, step)
@@ -171,7 +171,7 @@ def test_the_open_pixel_records_an_open_and_answers_a_gif(client, message):
 
 
 def test_the_browser_view_renders_the_email_under_a_strict_csp(client, message):
-    from campaigns.rendering import VIEW_SALT
+    from campaigns.email.rendering import VIEW_SALT
 
     response = client.get(f"/email/view/{message_token(message.pk, VIEW_SALT)}/")
 

@@ -159,7 +159,7 @@ def test_pausing_holds_enrollments_until_activated_again(admin_client, site):
 
 
 def test_an_enrollment_page_shows_its_timeline_in_words(admin_client, site):
-    from campaigns.decide import tick
+    from campaigns.engine.tick import tick
 
     make_campaign(site)
     track(site, "Product Added")

@@ -7,14 +7,14 @@ import json
 import pytest
 from django.db import connection
 
-from campaigns.conditions import (
+from campaigns.engine.conditions import (
     ConditionError,
     compile_conditions,
     validate_audience,
     validate_conditions,
 )
-from campaigns.engine import holdout_bucket
-from campaigns.enrollment import holdout_bucket_sql
+from campaigns.engine.enrollment import holdout_bucket_sql
+from campaigns.engine.rules import holdout_bucket
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""The pure decision (campaigns.engine): facts and a clock in, an outcome out. No database."""
+"""The pure decision (campaigns.engine.rules): facts and a clock in, an outcome out. No database."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from campaigns.engine import (
+from campaigns.engine.rules import (
     Facts,
     NextStep,
     Policy,

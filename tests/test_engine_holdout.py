@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.decide import tick
-from campaigns.engine import holdout_bucket
+from campaigns.engine.rules import holdout_bucket
+from campaigns.engine.tick import tick
 from campaigns.models import Decision, Enrollment, Message
 from tests.engine_support import T0, envelope, make_campaign, minutes
 from tests.factories import make_site

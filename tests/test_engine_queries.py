@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from campaigns.decide import QUERIES_PER_BATCH, run_batch
-from campaigns.enrollment import enroll_stored
+from campaigns.engine.enrollment import enroll_stored
+from campaigns.engine.tick import QUERIES_PER_BATCH, run_batch
 from campaigns.models import Decision, Enrollment, SitePolicy
 from tests.engine_support import T0, envelope, make_campaign, minutes
 from tests.factories import make_site
@@ -80,7 +80,7 @@ def test_enrolling_a_stored_batch_costs_the_same_queries_whatever_its_size(peopl
         captured.extend(q["sql"] for q in queries)
         return result
 
-    with mock.patch("campaigns.enrollment.enroll_stored", counted):
+    with mock.patch("campaigns.engine.enrollment.enroll_stored", counted):
         store_events(events, now=T0)
 
     assert Enrollment.objects.count() == 2 * people - 2  # values 0 and 1 fail "value > 1"
@@ -90,7 +90,7 @@ def test_enrolling_a_stored_batch_costs_the_same_queries_whatever_its_size(peopl
 def test_batch_columns_travel_as_array_literals_that_postgresql_reads_back_exactly():
     from datetime import UTC, datetime
 
-    from campaigns.decide import pg_array
+    from campaigns.engine.tick import pg_array
 
     texts = [
         'o"brien@example.com',

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from campaigns.decide import tick
+from campaigns.engine.tick import tick
 from campaigns.models import AudienceMember, Decision, Enrollment, Message, SitePolicy, Step
 from campaigns.models.email import CampaignOptOut, Suppression, email_hash
 from tests.engine_support import (

@@ -30,9 +30,8 @@ from django.utils.encoding import iri_to_uri
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from campaigns.esp_webhooks import tracking_urlpatterns
-from campaigns.models import EmailEvent, Message, Suppression
-from campaigns.rendering import (
+from campaigns.email.esp_webhooks import tracking_urlpatterns
+from campaigns.email.rendering import (
     OPEN_SALT,
     UNSUBSCRIBE_SALT,
     VIEW_SALT,
@@ -40,6 +39,7 @@ from campaigns.rendering import (
     message_token,
     safe_url,
 )
+from campaigns.models import EmailEvent, Message, Suppression
 from tests.email_factories import sent_message
 from tests.test_fuzz_public_endpoints import (
     FUZZ_EXAMPLES,

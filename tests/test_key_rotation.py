@@ -19,7 +19,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import override_settings
 
-from campaigns import webhooks
+from campaigns.audiences import delivery
 from campaigns.models import Audience, Destination
 from tests.factories import make_site
 from tests.test_audience_webhooks import Receiver, add_people
@@ -119,9 +119,9 @@ def test_webhooks_carry_the_old_signature_for_the_overlap_then_only_the_new(
     assert new != old and new.startswith("whsec_")
     add_people(audience, 1, now=now)
 
-    webhooks.batch_changes(now=now)
-    for delivery_id in webhooks.claim_due(now=now):
-        webhooks.send_delivery(delivery_id, now=now)
+    delivery.batch_changes(now=now)
+    for delivery_id in delivery.claim_due(now=now):
+        delivery.send_delivery(delivery_id, now=now)
 
     [(headers, body)] = receiver.delivered()
     assert verifies(new, headers, body)

@@ -10,10 +10,10 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from campaigns import membership
+from campaigns.audiences import membership
 from campaigns.models import Audience, AudienceChange, AudienceMember, Message, Suppression
 from campaigns.models.email import email_hash
-from campaigns.privacy import forget
+from campaigns.people.privacy import forget
 from tests.factories import make_site, segment_event
 from tracking.ingest import SiteKey, parse_batch
 from tracking.models import Event, Profile, Visitor
@@ -136,7 +136,7 @@ def test_the_api_names_a_bad_request(client, site, query):
 def test_inactive_people_are_anonymised_and_active_ones_kept(site, ann):
     from datetime import timedelta
 
-    from campaigns.privacy import anonymise_inactive_profiles
+    from campaigns.people.privacy import anonymise_inactive_profiles
 
     store(site, segment_event(anonymousId="recent", event="Product Viewed"))
     Profile.objects.filter(id=ann.id).update(last_seen_at=NOW - timedelta(days=400))
@@ -157,7 +157,7 @@ def test_old_dev_mailbox_copies_are_pruned(site):
     from datetime import timedelta
 
     from campaigns.models import DevMail
-    from campaigns.privacy import prune_message_bodies
+    from campaigns.people.privacy import prune_message_bodies
 
     old = DevMail.objects.create(esp_message_id="a", from_email="x", to="y", subject="old",
                                  received_at=NOW - timedelta(days=40))  # fmt: skip

@@ -12,9 +12,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns import report_snapshots
 from campaigns.models import Attribution, Enrollment, ReportSnapshot
-from campaigns.reports import campaign_report
+from campaigns.reports import snapshots
+from campaigns.reports.campaign import campaign_report
 from campaigns.tasks.reports import refresh_report_snapshots
 from tests.engine_support import make_campaign
 from tests.factories import make_site
@@ -46,8 +46,8 @@ def url(campaign) -> str:
 def test_a_stored_report_reads_back_equal_to_the_live_one(large):
     now = timezone.now()
     live = campaign_report(large, now=now)
-    data = json.loads(json.dumps(report_snapshots.to_json(live), cls=DjangoJSONEncoder))
-    stored = report_snapshots.from_json(large, data)
+    data = json.loads(json.dumps(snapshots.to_json(live), cls=DjangoJSONEncoder))
+    stored = snapshots.from_json(large, data)
     assert stored == live
     assert stored.steps[0].revenue == {"EUR": Decimal("12.50")}
 
@@ -61,7 +61,7 @@ def test_beat_computes_large_campaigns_only(large):
 
 
 def test_the_page_of_a_large_campaign_shows_the_snapshot_and_its_age(admin_client, large):
-    report_snapshots.refresh(large, now=timezone.now())
+    snapshots.refresh(large, now=timezone.now())
     Enrollment.objects.filter(campaign=large, is_holdout=False).update(is_holdout=True)
     with CaptureQueriesContext(connection) as queries:
         html = admin_client.get(url(large)).content.decode()
@@ -71,7 +71,7 @@ def test_the_page_of_a_large_campaign_shows_the_snapshot_and_its_age(admin_clien
 
 
 def test_a_stale_snapshot_is_recomputed_by_the_page(admin_client, large):
-    report_snapshots.refresh(large, now=timezone.now() - timedelta(minutes=16))
+    snapshots.refresh(large, now=timezone.now() - timedelta(minutes=16))
     Enrollment.objects.filter(campaign=large, is_holdout=False).update(is_holdout=True)
     html = admin_client.get(url(large)).content.decode()
     assert "Numbers as of" not in html

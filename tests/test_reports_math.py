@@ -7,8 +7,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from campaigns.report_charts import daily_chart, funnel_chart
-from campaigns.reports import Day, lift_interval, verdict
+from campaigns.reports.campaign import Day, lift_interval, verdict
+from campaigns.reports.charts import daily_chart, funnel_chart
 
 
 def test_the_lift_interval_matches_a_hand_computed_one():

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from campaigns.models import Attribution, Decision, Enrollment, Message, Step
-from campaigns.reports import campaign_report
+from campaigns.reports.campaign import campaign_report
 from tests.engine_support import T0, make_campaign
 from tests.factories import make_site
 from tracking.models import Profile
@@ -230,7 +230,7 @@ def test_the_page_makes_as_many_queries_for_a_large_campaign_as_for_a_small_one(
             assert admin_client.get(url(campaign)).status_code == 200
         counts.append(len(queries))
     assert counts[0] == counts[1]
-    # The report's nine, whether the campaign is large (campaigns.report_snapshots),
+    # The report's nine, whether the campaign is large (campaigns.reports.snapshots),
     # plus the admin's own: session, user, two-factor devices (twice), the campaign,
     # and whether the dev mailbox has mail (the admin's navigation).
     assert counts == [16, 16]

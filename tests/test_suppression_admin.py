@@ -8,9 +8,9 @@ from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from campaigns.email.unsubscribe import suppress
 from campaigns.models import Suppression
 from campaigns.models.email import email_hash
-from campaigns.unsubscribe import suppress
 from tests.factories import make_site
 
 pytestmark = pytest.mark.django_db

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group
 
-from campaigns import membership
+from campaigns.audiences import membership
 from tests.browser import launch_chromium
 from tests.engine_support import T0, identify, make_campaign, profile_of, track
 from tests.factories import make_site

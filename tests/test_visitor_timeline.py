@@ -11,9 +11,9 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from campaigns import membership
+from campaigns.audiences import membership
 from campaigns.models import Decision, Enrollment, Message
-from campaigns.timeline import Cursor, timeline
+from campaigns.people.timeline import Cursor, timeline
 from tests.engine_support import T0, envelope, identify, make_campaign, profile_of, track
 from tests.factories import make_site
 from tracking.storage import store_events

@@ -24,9 +24,9 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from playwright.sync_api import expect
 
-from campaigns.decide import tick
+from campaigns.email.sending import send_queued
+from campaigns.engine.tick import tick
 from campaigns.models import Audience, Campaign
-from campaigns.sending import send_queued
 from tests.browser import artifacts_dir, artifacts_on_failure, launch_chromium
 from tracking.flush import flush_until_empty
 from tracking.keys import clear_key_cache
@@ -82,7 +82,7 @@ def browser_context(request):
 def demo(live_server, transactional_db, redis_client, settings):
     """The demo store as `make run` seeds it, its snippet pointed at the live server."""
     settings.PUBLIC_URL = live_server.url
-    settings.EMAIL_BACKEND = "campaigns.devmail.EmailBackend"
+    settings.EMAIL_BACKEND = "campaigns.email.devmail.EmailBackend"
     clear_key_cache()
     call_command("seed_demo", verbosity=0)
     return live_server.url

@@ -31,17 +31,8 @@ def profile_json(profile: Profile, *, events: int = RECENT_EVENTS) -> dict:
         "-timestamp"
     )[:events]
     return {
-        "id": profile.id,
-        "userId": profile.user_id,
+        **profile.as_json(),
         "anonymousIds": sorted(profile.visitors.values_list("anonymous_id", flat=True)),
-        "email": profile.email,
-        "emailVerified": profile.email_verified,
-        "traits": profile.traits,
-        "consent": profile.consent,
-        "gpc": profile.gpc,
-        "timezone": profile.timezone,
-        "firstSeenAt": profile.first_seen_at.isoformat(),
-        "lastSeenAt": profile.last_seen_at.isoformat(),
         "recentEvents": [
             {
                 "messageId": e.message_id,

@@ -20,6 +20,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError
 
+from reengage import redis_pool
 from tracking.storage import ROWS_FORMAT, encode_rows, store_events
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,7 @@ def client() -> redis.Redis:
     """One connection pool per process (and per REDIS_URL, for tests)."""
     global _client, _client_url, _script
     if _client is None or _client_url != settings.REDIS_URL:
-        _client = redis.Redis.from_url(
-            settings.REDIS_URL,
-            socket_timeout=settings.INGEST_REDIS_TIMEOUT,
-            socket_connect_timeout=settings.INGEST_REDIS_TIMEOUT,
-            health_check_interval=30,
-        )
+        _client = redis_pool.client(timeout=settings.INGEST_REDIS_TIMEOUT)
         _client_url = settings.REDIS_URL
         _script = _client.register_script(_APPEND)
     return _client

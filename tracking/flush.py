@@ -4,7 +4,7 @@ One pass reads up to `max_events` worth of stream entries with a consumer
 group, stores them with `tracking.storage.store_events` (one transaction) and
 only then acknowledges and deletes the entries. A flusher killed mid-batch
 leaves its entries pending; the next pass reclaims them (its own at once,
-another consumer's once idle for `CLAIM_IDLE_MS`) and the dedupe keys make the
+another consumer's once idle for FLUSH_CLAIM_IDLE_MS) and the dedupe keys make the
 replay harmless. Nothing acknowledged to a client is ever dropped:
 
 - PostgreSQL down: the pass fails, the entries stay pending and are retried.
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
+from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, InternalError
 
 from tracking import buffer
@@ -32,18 +33,9 @@ from tracking.storage import ROWS_FORMAT, encode_rows, store_rows, upgrade_rows
 log = logging.getLogger(__name__)
 
 DEAD_LETTERS = "reengage:events:dead"
-# A dead flusher's pending entries are reclaimed after this idle time, and its
-# lock expires after LOCK_TTL (refreshed by a live flusher after every pass).
-CLAIM_IDLE_MS = int(os.environ.get("FLUSH_CLAIM_IDLE_MS") or 30_000)
-LOCK_TTL = int(os.environ.get("FLUSH_LOCK_TTL_SECONDS") or 15)
 LOCK_KEY = "reengage:flush:lock"
-# Events per pass (one transaction): larger passes spread the per-transaction work
-# (staging, statistics, a dozen set-based statements) over more events.
-PASS_EVENTS = int(os.environ.get("FLUSH_PASS_EVENTS") or 50_000)
 READ_CHUNK = 500  # stream entries per XREADGROUP, at most
 FIRST_READ = 10
-# Test-only fault injection (seconds): see tests/test_ingest_faults.py.
-FAULT_PAUSE_BEFORE_ACK = float(os.environ.get("REENGAGE_FAULT_FLUSH_PAUSE_BEFORE_ACK") or 0)
 
 
 @dataclass
@@ -68,7 +60,7 @@ def ensure_group(client: redis.Redis) -> None:
 
 
 @dataclass
-class Entry:
+class StreamEntry:
     """One stream entry: the events of one accepted request, as staging rows."""
 
     id: bytes
@@ -80,19 +72,19 @@ class Entry:
         return {"c": self.rows, "n": self.count, "f": ROWS_FORMAT}
 
 
-def _entry(entry_id: bytes, fields: dict) -> Entry:
+def _entry(entry_id: bytes, fields: dict) -> StreamEntry:
     if b"c" in fields:
         rows = fields[b"c"]
         if int(fields.get(b"f", 1)) < ROWS_FORMAT:
             rows = upgrade_rows(rows)  # written by a version before `dedupe_at`
-        return Entry(entry_id, rows, int(fields[b"n"]))
+        return StreamEntry(entry_id, rows, int(fields[b"n"]))
     # Written by a version before staging rows (JSON envelopes): still flushed.
     events = json.loads(fields[b"e"])
-    return Entry(entry_id, encode_rows(events), len(events))
+    return StreamEntry(entry_id, encode_rows(events), len(events))
 
 
-def _read(client: redis.Redis, consumer: str, max_events: int) -> list[Entry]:
-    def parsed(entries) -> list[Entry]:
+def _read(client: redis.Redis, consumer: str, max_events: int) -> list[StreamEntry]:
+    def parsed(entries) -> list[StreamEntry]:
         return [_entry(entry_id, fields) for entry_id, fields in entries if fields]
 
     # 1. entries this consumer read before and did not acknowledge (a failed pass; this
@@ -103,7 +95,12 @@ def _read(client: redis.Redis, consumer: str, max_events: int) -> list[Entry]:
         return entries
     # 2. entries of a consumer that died (idle too long);
     claimed = client.xautoclaim(
-        buffer.STREAM, buffer.GROUP, consumer, CLAIM_IDLE_MS, start_id="0-0", count=READ_CHUNK
+        buffer.STREAM,
+        buffer.GROUP,
+        consumer,
+        settings.FLUSH_CLAIM_IDLE_MS,
+        start_id="0-0",
+        count=READ_CHUNK,
     )
     entries = parsed(claimed[1])
     if entries:
@@ -131,7 +128,7 @@ def _acknowledge(client: redis.Redis, entry_ids: list[bytes]) -> None:
 
 
 def _store_or_isolate(
-    client: redis.Redis, entries: list[Entry], now: datetime, result: FlushResult
+    client: redis.Redis, entries: list[StreamEntry], now: datetime, result: FlushResult
 ) -> None:
     """Store the entries; if PostgreSQL refuses their data, bisect to find the bad ones."""
     try:
@@ -151,17 +148,18 @@ def _store_or_isolate(
         _store_or_isolate(client, entries[:middle], now, result)
         _store_or_isolate(client, entries[middle:], now, result)
         return
-    if FAULT_PAUSE_BEFORE_ACK:
+    if settings.FAULT_FLUSH_PAUSE_BEFORE_ACK:
         # Fault injection for tests: committed but not yet acknowledged.
         print(f"flush: committed {stored.stored} events, pausing before ack", flush=True)
-        time.sleep(FAULT_PAUSE_BEFORE_ACK)
+        time.sleep(settings.FAULT_FLUSH_PAUSE_BEFORE_ACK)
     _acknowledge(client, [e.id for e in entries])
     result.stored += stored.stored
 
 
-def flush_once(*, max_events: int = PASS_EVENTS, now: datetime | None = None) -> FlushResult:
-    """One pass (one transaction) of about `max_events`: read, store, acknowledge.
-    Raises if Redis or PostgreSQL is down."""
+def flush_once(*, max_events: int | None = None, now: datetime | None = None) -> FlushResult:
+    """One pass (one transaction) of about `max_events` (FLUSH_PASS_EVENTS): read,
+    store, acknowledge. Raises if Redis or PostgreSQL is down."""
+    max_events = max_events or settings.FLUSH_PASS_EVENTS
     client = buffer.client()
     ensure_group(client)
     result = FlushResult()
@@ -175,17 +173,18 @@ def flush_once(*, max_events: int = PASS_EVENTS, now: datetime | None = None) ->
 
 
 def flush_until_empty(
-    *, budget_seconds: float = 20.0, max_events: int = PASS_EVENTS
+    *, budget_seconds: float = 20.0, max_events: int | None = None
 ) -> FlushResult:
     """Flush pass after pass until the stream is drained or the time budget is spent.
 
     A Redis lock keeps one flusher at a time (others return at once); the
     advisory lock in storage would serialise them anyway.
     """
+    max_events = max_events or settings.FLUSH_PASS_EVENTS
     client = buffer.client()
     total = FlushResult()
     token = f"{consumer_name()}-{time.monotonic()}"
-    if not client.set(LOCK_KEY, token, nx=True, ex=LOCK_TTL):
+    if not client.set(LOCK_KEY, token, nx=True, ex=settings.FLUSH_LOCK_TTL_SECONDS):
         return total
     try:
         deadline = time.monotonic() + budget_seconds
@@ -199,7 +198,7 @@ def flush_until_empty(
                 break
             if client.get(LOCK_KEY) != token.encode():
                 break  # our lock expired and another flusher took over
-            client.expire(LOCK_KEY, LOCK_TTL)
+            client.expire(LOCK_KEY, settings.FLUSH_LOCK_TTL_SECONDS)
     except DatabaseError as exc:
         log.warning("flush stopped, PostgreSQL unavailable: %s (entries stay pending)", exc)
         total.errors.append(str(exc))

@@ -206,6 +206,21 @@ class Profile(models.Model):
     def __str__(self) -> str:
         return self.email or self.user_id or f"profile {self.pk}"
 
+    def as_json(self) -> dict:
+        """The person's own fields as the profile API and the access export show them."""
+        return {
+            "id": self.id,
+            "userId": self.user_id,
+            "email": self.email,
+            "emailVerified": self.email_verified,
+            "traits": self.traits,
+            "consent": self.consent,
+            "gpc": self.gpc,
+            "timezone": self.timezone,
+            "firstSeenAt": self.first_seen_at.isoformat(),
+            "lastSeenAt": self.last_seen_at.isoformat(),
+        }
+
 
 class Visitor(models.Model):
     """One browser: an anonymous ID from the snippet's first-party cookie."""

@@ -15,10 +15,10 @@ from django.utils.safestring import mark_safe
 from django.utils.timezone import now as tz_now
 from django.views.decorators.http import require_POST
 
-from campaigns import exports, webhooks
-from campaigns.audience_history import member_history, members_now
+from campaigns.audiences import delivery, exports
+from campaigns.audiences.history import member_history, members_now
 from campaigns.models import Audience, AudienceMember, AudienceRule, Delivery, Destination
-from campaigns.report_charts import members_chart
+from campaigns.reports.charts import members_chart
 from reengage.admin_paging import LargeTablePaginator
 
 CHART_DAYS = 90
@@ -246,7 +246,7 @@ class DestinationAdmin(admin.ModelAdmin):
         if not destination.url:
             self.message_user(request, f"{destination}: no webhook URL", messages.WARNING)
             return
-        outcome = webhooks.send_test(destination, now=tz_now())
+        outcome = delivery.send_test(destination, now=tz_now())
         if outcome.ok:
             self.message_user(request, f"{destination}: answered {outcome.status_code}")
         else:
@@ -311,5 +311,5 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry the selected dead deliveries now", permissions=["retry"])
     def retry(self, request, queryset) -> None:
-        count = webhooks.retry_dead(list(queryset.values_list("id", flat=True)), now=tz_now())
+        count = delivery.retry_dead(list(queryset.values_list("id", flat=True)), now=tz_now())
         self.message_user(request, f"{count} dead deliveries will be retried.")

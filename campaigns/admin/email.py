@@ -18,6 +18,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from campaigns.email.rendering import SAMPLE_TRIGGER, EmailData, render_email, validate_template
+from campaigns.email.unsubscribe import LIFTABLE_BY_HAND, lift_by_hand
 from campaigns.models import (
     Attribution,
     DevMail,
@@ -33,8 +35,6 @@ from campaigns.models import (
     Suppression,
 )
 from campaigns.models.email import email_hash
-from campaigns.rendering import SAMPLE_TRIGGER, EmailData, render_email, validate_template
-from campaigns.unsubscribe import LIFTABLE_BY_HAND, lift_by_hand
 from reengage.admin_paging import LargeTablePaginator
 from tracking.models import Profile, Site
 
@@ -144,7 +144,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "campaigns/email/admin_preview.html", context)
 
     def send_test_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        from campaigns.sending import send_test
+        from campaigns.email.sending import send_test
 
         template = get_object_or_404(EmailTemplate, pk=pk)
         back = reverse("admin:campaigns_emailtemplate_change", args=[pk])
@@ -349,7 +349,7 @@ class AttributionAdmin(admin.ModelAdmin):
 
 @admin.register(DevMail)
 class DevMailAdmin(admin.ModelAdmin):
-    """The development mailbox: what EMAIL_BACKEND=campaigns.devmail.EmailBackend kept."""
+    """The development mailbox: what EMAIL_BACKEND=campaigns.email.devmail.EmailBackend kept."""
 
     list_display = ["subject", "to", "received_at"]
     search_fields = ["subject", "to"]
@@ -368,7 +368,7 @@ class DevMailAdmin(admin.ModelAdmin):
         return False
 
     def has_module_permission(self, request):
-        return settings.EMAIL_BACKEND == "campaigns.devmail.EmailBackend" or (
+        return settings.EMAIL_BACKEND == "campaigns.email.devmail.EmailBackend" or (
             DevMail.objects.exists()
         )
 

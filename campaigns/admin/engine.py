@@ -1,7 +1,7 @@
 """Admin for campaigns, their steps, enrollments and decisions (the engine's side).
 
 Functional, not polished: the workspace issue restyles it. Every change of
-state goes through the same checks as the forms (`campaigns.forms`).
+state goes through the same checks as the forms (`campaigns.engine.forms`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from campaigns.describe import campaign_in_words
-from campaigns.duplicate import duplicate_campaign
-from campaigns.forms import CampaignForm, StepForm, StepInlineFormSet, campaign_problems
+from campaigns.engine.describe import campaign_in_words
+from campaigns.engine.duplicate import duplicate_campaign
+from campaigns.engine.forms import CampaignForm, StepForm, StepInlineFormSet, campaign_problems
 from campaigns.models import Campaign, Decision, Enrollment, SitePolicy, Step
-from campaigns.report_charts import SERIES, daily_chart, funnel_chart
-from campaigns.report_snapshots import page_report
+from campaigns.reports.charts import SERIES, daily_chart, funnel_chart
+from campaigns.reports.snapshots import page_report
 from reengage.admin_paging import LargeTablePaginator
 from tracking.models import Profile
 

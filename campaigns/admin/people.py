@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from campaigns.admin.privacy import erase_people, export_people
-from campaigns.timeline import Cursor, timeline
+from campaigns.people.timeline import Cursor, timeline
 from tracking.admin import ProfileAdmin
 from tracking.models import Profile
 

@@ -1,7 +1,7 @@
 """Data-subject requests from the admin: erase or export the selected people.
 
 The profile admin lives in tracking (which knows nothing of campaigns); these
-actions need campaigns' data, call `campaigns.privacy`, and are added to it by
+actions need campaigns' data, call `campaigns.people.privacy`, and are added to it by
 `campaigns.admin.people`.
 """
 
@@ -14,12 +14,12 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
 from django.utils import timezone
 
-from campaigns.privacy import export, forget
+from campaigns.people.privacy import export, forget
 from tracking.models import Profile
 
 
 def _identify(profile: Profile) -> dict:
-    """How `campaigns.privacy` names this person: the email, else an id of theirs."""
+    """How `campaigns.people.privacy` names this person: the email, else an id of theirs."""
     if profile.email:
         return {"email": profile.email}
     anonymous_id = profile.visitors.values_list("anonymous_id", flat=True).first()

@@ -1,8 +1,8 @@
 """Retargeting audiences: members with expiry, the change log every delivery reads,
 the rules that fill an audience, and the destinations its changes go to.
 
-Writes to AudienceMember and AudienceChange go through `campaigns.membership` only;
-AudienceDay is folded from the change log by `campaigns.audience_history`.
+Writes to AudienceMember and AudienceChange go through `campaigns.audiences.membership` only;
+AudienceDay is folded from the change log by `campaigns.audiences.history`.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class Audience(models.Model):
 class AudienceRule(models.Model):
     """ "Did `event` in the last `within_days` days and did not do `unless_event` since then."
 
-    Re-evaluated periodically (campaigns.audience_rules); members that stop
+    Re-evaluated periodically (campaigns.audiences.rules); members that stop
     matching leave the audience if the rule added them.
     """
 
@@ -152,7 +152,7 @@ class AudienceChange(models.Model):
         ADD = "add", "Added"
         REMOVE = "remove", "Removed"
 
-    # An append-only log written only by campaigns.membership, in the same statement
+    # An append-only log written only by campaigns.audiences.membership, in the same statement
     # as the member row it points at: foreign-key triggers would only re-check that
     # (two lookups per change, most of the cost of a large add), so the references are
     # not enforced in the database. Deletes still cascade (Django collects them).
@@ -175,7 +175,7 @@ class AudienceChange(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["audience", "id"], name="change_cursor"),
-            # The member-count history (campaigns.audience_history) reads days of changes.
+            # The member-count history (campaigns.audiences.history) reads days of changes.
             # BRIN: the log is appended in time order, and a btree here cost the
             # audience adds a quarter more time per change row.
             BrinIndex(fields=["created_at"], name="change_time_brin", autosummarize=True),
@@ -189,7 +189,7 @@ class AudienceDay(models.Model):
     """One audience's adds and removals on one day (settings.TIME_ZONE): the rollup the
     member-count chart reads instead of the whole change log.
 
-    Written only by campaigns.audience_history, which recomputes whole days from
+    Written only by campaigns.audiences.history, which recomputes whole days from
     AudienceChange (so folding a day twice is harmless); the member count at the end
     of a day is the running sum of added minus removed.
     """

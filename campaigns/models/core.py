@@ -247,7 +247,7 @@ class Decision(models.Model):
 
 
 class ReportSnapshot(models.Model):
-    """A large campaign's report as computed by the periodic task (campaigns.report_snapshots):
+    """A large campaign's report as computed by the periodic task (campaigns.reports.snapshots):
     its page reads this instead of aggregating hundreds of thousands of rows per view."""
 
     campaign = models.OneToOneField(

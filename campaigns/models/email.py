@@ -3,7 +3,7 @@
 A Message row is the outbox entry for one email. Its life:
 queued → sending (claimed, committed before the ESP is called) → sent, then
 delivered / opened / clicked / bounced / complained / unsubscribed as the ESP's
-webhooks report; or suppressed / failed. See campaigns/sending.py.
+webhooks report; or suppressed / failed. See campaigns/email/sending.py.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class EmailTemplate(models.Model):
 
     def clean(self) -> None:
         # Refuses tags that escape the sandbox and syntax errors, naming the field.
-        from campaigns.rendering import validate_template
+        from campaigns.email.rendering import validate_template
 
         validate_template(self)
 

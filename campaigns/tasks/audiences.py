@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from celery import shared_task
 from django.db import transaction
 
-from campaigns import audience_history, audience_rules, membership, webhooks
+from campaigns.audiences import delivery, history, membership, rules
 
 
 def _now() -> datetime:
@@ -23,13 +23,13 @@ def expire_audience_members() -> int:
 @shared_task(ignore_result=True)
 def evaluate_audience_rules() -> None:
     """Fan out: one task per rule, so one large audience does not hold up the others."""
-    for rule_id in audience_rules.rules_to_evaluate():
+    for rule_id in rules.rules_to_evaluate():
         evaluate_audience_rule.delay(rule_id)
 
 
 @shared_task(ignore_result=True)
 def evaluate_audience_rule(rule_id: int) -> dict:
-    result = audience_rules.evaluate_rule(rule_id, now=_now())
+    result = rules.evaluate_rule(rule_id, now=_now())
     return {"added": result.added, "removed": result.removed}
 
 
@@ -37,8 +37,8 @@ def evaluate_audience_rule(rule_id: int) -> dict:
 def deliver_audience_changes() -> int:
     """Batch new changes, claim due deliveries and send each in its own task."""
     now = _now()
-    webhooks.batch_changes(now=now)
-    claimed = webhooks.claim_due(now=now)
+    delivery.batch_changes(now=now)
+    claimed = delivery.claim_due(now=now)
     for delivery_id in claimed:
         send_audience_delivery.delay(delivery_id)
     return len(claimed)
@@ -46,10 +46,10 @@ def deliver_audience_changes() -> int:
 
 @shared_task(ignore_result=True)
 def send_audience_delivery(delivery_id: int) -> str:
-    return webhooks.send_delivery(delivery_id, now=_now())
+    return delivery.send_delivery(delivery_id, now=_now())
 
 
 @shared_task(ignore_result=True)
 def fold_audience_days() -> int:
     """Roll closed days of the change log into the member-count history."""
-    return audience_history.fold_days(now=_now())
+    return history.fold_days(now=_now())

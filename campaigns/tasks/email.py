@@ -1,23 +1,17 @@
-"""Email tasks: thin wrappers that call campaigns.sending."""
+"""Email tasks: thin wrappers that call campaigns.email.sending."""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.utils import timezone
 
-from campaigns import sending
+from campaigns.email import sending
 
 
 @shared_task(ignore_result=True)
 def send_queued_email() -> dict:
     """Periodic: drain the outbox within the run's time budget."""
     return sending.send_queued().counts
-
-
-@shared_task(ignore_result=True)
-def send_message(message_id: int) -> str:
-    """On demand (the engine, on commit): send this one now if still queued."""
-    return sending.send_one(message_id)
 
 
 @shared_task(ignore_result=True)

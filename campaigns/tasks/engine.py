@@ -1,4 +1,4 @@
-"""Celery tasks of the campaign engine: thin, the work is in campaigns.decide."""
+"""Celery tasks of the campaign engine: thin, the work is in campaigns.engine.tick."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from celery import shared_task
 from django.conf import settings
 
-from campaigns.decide import tick as run_tick
+from campaigns.engine.tick import tick as run_tick
 
 
 @shared_task(name="campaigns.tasks.engine.tick", ignore_result=True)

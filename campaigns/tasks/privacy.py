@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from campaigns import privacy
+from campaigns.people import privacy
 
 
 @shared_task(ignore_result=True)

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 from celery import shared_task
 
-from campaigns import report_snapshots
+from campaigns.reports import snapshots
 
 
 @shared_task(ignore_result=True)
 def refresh_report_snapshots() -> int:
     """Recompute the reports of large campaigns; returns how many were computed."""
-    return report_snapshots.refresh_large(now=datetime.now(UTC))
+    return snapshots.refresh_large(now=datetime.now(UTC))

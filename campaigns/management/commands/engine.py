@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from campaigns.decide import tick
+from campaigns.engine.tick import tick
 
 # Test-only: seconds to sleep after claiming a batch, holding its row locks, so a
 # test can SIGKILL the process mid-batch. Never set in production.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from campaigns.management.commands.forget import add_person_arguments, site_from_option
-from campaigns.privacy import export
+from campaigns.people.privacy import export
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from campaigns.privacy import forget
+from campaigns.people.privacy import forget
 from tracking.models import Site
 
 
