@@ -12,7 +12,7 @@ from campaigns.audiences import membership
 from campaigns.models import Decision, Enrollment, Message
 from reengage import admin_paging
 from reengage.admin_paging import LargeTablePaginator
-from tests.engine_support import T0, identify, make_campaign, profile_of
+from tests.engine.conftest import T0, identify, make_campaign, profile_of
 from tests.factories import make_site
 from tracking.models import Profile
 

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.core import mail
 
 from campaigns.models import Campaign
-from tests.email_factories import make_campaign, make_profile
+from tests.email.conftest import make_campaign, make_profile
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@
 from templates/tracking/install/, against this instance's PUBLIC_URL. They read
 the secret key from the REENGAGE_SECRET_KEY environment variable: the page is
 seen by whoever may open the site, and the key is shown in full only once, when
-it is created or rotated. tests/test_site_install_live.py runs them for real.
+it is created or rotated. tests/tracking/test_site_install_live.py runs them for real.
 
 `last_event` answers the page's live check from `Site.last_event_at`, which the
 flusher moves forward with every stored batch.

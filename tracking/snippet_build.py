@@ -4,7 +4,7 @@
 `static/reengage/reengage.js` is what sites load: the same code with comments and
 whitespace removed by rjsmin (names are kept, so the served file stays readable
 for a site owner who wants to check it). Both are committed, so serving the
-snippet needs no build step; `tests/test_snippet_build.py` fails when the served
+snippet needs no build step; `tests/tracking/test_snippet_build.py` fails when the served
 file is stale or its gzip outgrows the budget.
 
     python -m tracking.snippet_build      (or: make snippet)

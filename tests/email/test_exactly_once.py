@@ -1,0 +1,131 @@
+"""A send worker SIGKILLed mid-batch of 1,000: every message reaches the backend once.
+
+The backend is the dev mailbox (`campaigns.email.devmail.EmailBackend`), which commits
+one row per email it accepts — the stand-in for the ESP at the provider's
+boundary, so counting its rows counts what "the ESP" received.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.mail import get_connection
+from django.db.models import Count
+from django.utils import timezone
+
+from campaigns.email import sending
+from campaigns.models import DevMail, EmailSettings, Enrollment, Message
+from tests.conftest import ROOT, child_env
+from tests.email.conftest import T0, TRIGGER, make_campaign
+from tracking.models import Profile
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+COUNT = 1000
+
+
+def queue_many(campaign, step, count: int) -> list[int]:
+    site = campaign.site
+    profiles = Profile.objects.bulk_create(
+        Profile(site=site, email=f"p{i}@example.com", email_verified=True,
+                traits={"first_name": f"P{i}"}, consent={"email": True},
+                first_seen_at=T0, last_seen_at=T0)
+        for i in range(count)
+    )  # fmt: skip
+    enrollments = Enrollment.objects.bulk_create(
+        Enrollment(site=site, campaign=campaign, profile=p, enrolled_at=T0,
+                   last_activity_at=T0, trigger_properties=TRIGGER)
+        for p in profiles
+    )  # fmt: skip
+    messages = Message.objects.bulk_create(
+        Message(site=site, campaign=campaign, step=step, position=0, enrollment=e,
+                profile=e.profile, template=step.template, to_email=e.profile.email,
+                created_at=T0)
+        for e in enrollments
+    )  # fmt: skip
+    return [m.pk for m in messages]
+
+
+def start_worker(name: str) -> subprocess.Popen:
+    log = open(ROOT / ".data" / f"test-email-{name}.log", "w")  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "reengage", "worker", "--pool", "solo",
+         "-l", "WARNING", "-n", f"email-{name}-{os.getpid()}@%h", "--without-heartbeat",
+         "--without-mingle", "--without-gossip"],
+        cwd=ROOT, env=child_env(EMAIL_BACKEND="campaigns.email.devmail.EmailBackend"),
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def dev_mailbox():
+    return get_connection("campaigns.email.devmail.EmailBackend")
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_a_worker_killed_mid_batch_still_sends_each_message_exactly_once(redis_client):
+    from campaigns.tasks.email import send_queued_email
+
+    campaign, step, _ = make_campaign()
+    EmailSettings.objects.create(site=campaign.site, sends_per_minute=1_000_000)
+    ids = queue_many(campaign, step, COUNT)
+    (ROOT / ".data").mkdir(exist_ok=True)
+
+    first = start_worker("first")
+    try:
+        # The periodic task, delivered twice.
+        send_queued_email.delay()
+        send_queued_email.delay()
+        wait_for(lambda: DevMail.objects.count() >= 300, 180, "the worker to send 300 emails")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    received_before_recovery = DevMail.objects.count()
+    assert 300 <= received_before_recovery < COUNT, "the kill must land mid-batch"
+    # At most the one message in flight is left in `sending`.
+    assert Message.objects.filter(status="sending").count() <= 1
+
+    # Beat's recovery, once the killed task could no longer be running (clock moved).
+    # (pytest-django swaps EMAIL_BACKEND for locmem in this process: name the backend.)
+    sending.recover_interrupted(now=timezone.now() + timedelta(hours=1), backend=dev_mailbox())
+
+    # Two senders race for the rest: a new worker and this process.
+    second = start_worker("second")
+    try:
+        send_queued_email.delay()
+        sending.send_queued(budget_seconds=120, backend=dev_mailbox())
+        wait_for(
+            lambda: not Message.objects.filter(status__in=["queued", "sending"]).exists(),
+            120,
+            "every message to be settled",
+        )
+    finally:
+        second.terminate()
+        second.wait(timeout=15)
+
+    per_message = dict(
+        DevMail.objects.values("message_id").annotate(n=Count("id")).values_list("message_id", "n")
+    )
+    assert len(per_message) == COUNT
+    assert set(per_message.values()) == {1}, "no message was received twice"
+    assert set(per_message) == set(ids)
+    assert Message.objects.filter(status="sent").count() == COUNT
+    esp_ids = dict(DevMail.objects.values_list("message_id", "esp_message_id"))
+    for message_id, esp_id in Message.objects.values_list("id", "esp_message_id"):
+        assert esp_ids[message_id] == esp_id
