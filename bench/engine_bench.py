@@ -43,8 +43,9 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
+from psycopg2 import sql  # noqa: E402
 
-from campaigns.engine.tick import CLAIM, TickResult, tick  # noqa: E402
+from campaigns.engine.tick import TickResult, claim, tick  # noqa: E402
 from campaigns.models import Audience, Campaign, EmailTemplate, Step  # noqa: E402
 from tracking.models import Site  # noqa: E402
 
@@ -100,11 +101,11 @@ def seed(n: int) -> None:
         cursor.execute("ANALYZE tracking_profile, campaigns_campaign")
 
 
-BASELINE = f"""
-WITH claimed AS ({CLAIM.format(columns="e.id")})
+BASELINE = sql.SQL("""
+WITH claimed AS ({claim})
 UPDATE campaigns_enrollment e SET due_at = e.due_at + interval '1 day'
 FROM claimed WHERE e.id = claimed.id
-"""
+""").format(claim=claim("e.id"))
 
 
 def vacuum() -> None:

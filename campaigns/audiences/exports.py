@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.db import connection
+from psycopg2 import sql
 
 PAGE = 5000
 
@@ -49,16 +50,16 @@ def member_pages(
 ) -> Iterator[list[tuple]]:  # fmt: skip
     """Pages of (id, email_sha256, phone_sha256, phone_digits_sha256, added, expires, ids),
     the times as ISO 8601 text."""
-    sql = MEMBERS_PAGE.format(
-        anonymous_ids=ANONYMOUS_IDS if with_ids else "'{}'::text[]",
-        extra="AND (m.email_sha256 <> '' OR m.phone_sha256 <> '')" if hashed_only else "",
+    statement = sql.SQL(MEMBERS_PAGE).format(
+        anonymous_ids=sql.SQL(ANONYMOUS_IDS if with_ids else "'{}'::text[]"),
+        extra=sql.SQL("AND (m.email_sha256 <> '' OR m.phone_sha256 <> '')" if hashed_only else ""),
     )
     page = page or PAGE
     remaining = limit
     while remaining is None or remaining > 0:
         size = page if remaining is None else min(page, remaining)
         with connection.cursor() as cursor:
-            cursor.execute(sql, {"audience": audience_id, "after": after, "limit": size})
+            cursor.execute(statement, {"audience": audience_id, "after": after, "limit": size})
             rows = cursor.fetchall()
         if not rows:
             return

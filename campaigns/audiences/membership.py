@@ -20,6 +20,7 @@ from datetime import datetime
 import phonenumbers
 from django.conf import settings
 from django.db import connection
+from psycopg2 import sql
 
 # Whether a profile's hashed identifiers may go to ad platforms (alias p).
 MAY_HASH = """(p.email_verified AND NOT p.gpc AND p.consent -> 'advertising' = 'true'::jsonb)"""
@@ -180,11 +181,11 @@ def hash_phone(raw: str, default_region: str | None = None) -> tuple[str, str] |
 # --- writers ---------------------------------------------------------------------
 
 
-def _add(source: str, params: dict, *, now: datetime, reason: str) -> int:
+def _add(source: sql.Composable, params: dict, *, now: datetime, reason: str) -> int:
     region = getattr(settings, "AUDIENCE_PHONE_REGION", "") or None
     with connection.cursor() as cursor:
         cursor.execute(
-            ADD.format(source=source, may_hash=MAY_HASH),
+            sql.SQL(ADD).format(source=source, may_hash=sql.SQL(MAY_HASH)),
             {**params, "now": now, "reason": reason},
         )
         added, phones = cursor.fetchone()
@@ -214,10 +215,10 @@ def add_members(pairs: list[tuple[int, int]], *, now: datetime, reason: str = "c
     if not pairs:
         return 0
     params = {"audiences": [a for a, _ in pairs], "profiles": [p for _, p in pairs]}
-    return _add(PAIRS, params, now=now, reason=reason)
+    return _add(sql.SQL(PAIRS), params, now=now, reason=reason)
 
 
-def add_matching(select_sql: str, params: dict, *, now: datetime, reason: str) -> int:
+def add_matching(select_sql: sql.Composable, params: dict, *, now: datetime, reason: str) -> int:
     """Add the (audience_id, profile_id) rows a query selects, in one statement.
 
     For rules over the events table: no ids travel through Python.
@@ -225,10 +226,16 @@ def add_matching(select_sql: str, params: dict, *, now: datetime, reason: str) -
     return _add(select_sql, params, now=now, reason=reason)
 
 
-def remove_members(*, where: str, params: dict, now: datetime, reason: str) -> int:
-    """Remove current members matching `where` (SQL over alias `m`); record each removal."""
+def remove_members(*, where: sql.Composable, params: dict, now: datetime, reason: str) -> int:
+    """Remove current members matching `where` (SQL over alias `m`); record each removal.
+
+    Only this area's writers call it, each with its own condition: no other area
+    hands SQL in (they call `remove_profiles`, `leave_on_conversion`, …).
+    """
     with connection.cursor() as cursor:
-        cursor.execute(REMOVE.format(where=where), {**params, "now": now, "reason": reason})
+        cursor.execute(
+            sql.SQL(REMOVE).format(where=where), {**params, "now": now, "reason": reason}
+        )
         return cursor.rowcount
 
 
@@ -239,7 +246,7 @@ def remove_profiles(profile_ids: list[int], *, now: datetime, reason: str) -> in
     them, since a destination needs them to remove the person from its platform.
     """
     removed = remove_members(
-        where="m.profile_id = ANY(%(profiles)s::bigint[])",
+        where=sql.SQL("m.profile_id = ANY(%(profiles)s::bigint[])"),
         params={"profiles": profile_ids},
         now=now,
         reason=reason,
@@ -261,11 +268,11 @@ def leave_on_withdrawn_consent(sender, *, table: str, now: datetime, **kwargs) -
     `table` names the flusher's temporary table of the stored events.
     """
     return remove_members(
-        where=(
-            f"m.profile_id IN (SELECT DISTINCT s.profile_id FROM {table} s) AND EXISTS ("
+        where=sql.SQL(
+            "m.profile_id IN (SELECT DISTINCT s.profile_id FROM {table} s) AND EXISTS ("
             "SELECT 1 FROM tracking_profile p WHERE p.id = m.profile_id"
             " AND (p.gpc OR p.consent -> 'advertising' = 'false'::jsonb))"
-        ),
+        ).format(table=sql.Identifier(table)),
         params={},
         now=now,
         reason="consent_withdrawn",
@@ -281,8 +288,10 @@ def leave_on_conversion(profile_ids: list[int], *, now: datetime) -> int:
     if not profile_ids:
         return 0
     return remove_members(
-        where="m.profile_id = ANY(%(profiles)s::bigint[]) AND m.audience_id IN "
-        "(SELECT a.id FROM campaigns_audience a WHERE a.remove_on_conversion)",
+        where=sql.SQL(
+            "m.profile_id = ANY(%(profiles)s::bigint[]) AND m.audience_id IN "
+            "(SELECT a.id FROM campaigns_audience a WHERE a.remove_on_conversion)"
+        ),
         params={"profiles": sorted(profile_ids)},
         now=now,
         reason="converted",
@@ -291,5 +300,8 @@ def leave_on_conversion(profile_ids: list[int], *, now: datetime) -> int:
 
 def expire_members(*, now: datetime) -> int:
     return remove_members(
-        where="m.expires_at <= %(cutoff)s", params={"cutoff": now}, now=now, reason="expired"
+        where=sql.SQL("m.expires_at <= %(cutoff)s"),
+        params={"cutoff": now},
+        now=now,
+        reason="expired",
     )

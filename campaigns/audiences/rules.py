@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from psycopg2 import sql
 
 from campaigns.audiences import membership
 from campaigns.models import AudienceRule
@@ -65,12 +66,12 @@ def evaluate_rule(rule_id: int, *, now: datetime) -> RuleResult:
             "since": now - timedelta(days=rule.within_days),
             "now": now,
         }
-        matching = MATCHING.format(unless=UNLESS if rule.unless_event else "")
+        matching = sql.SQL(MATCHING).format(unless=sql.SQL(UNLESS if rule.unless_event else ""))
         removed = membership.remove_members(
-            where=(
+            where=sql.SQL(
                 "m.audience_id = %(audience)s AND m.added_by = 'rule' AND NOT EXISTS ("
-                f"SELECT 1 FROM ({matching}) matching WHERE matching.profile_id = m.profile_id)"
-            ),
+                "SELECT 1 FROM ({matching}) matching WHERE matching.profile_id = m.profile_id)"
+            ).format(matching=matching),
             params=params,
             now=now,
             reason="no_longer_matches",

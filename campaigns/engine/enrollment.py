@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
+from psycopg2 import sql
 
 from campaigns import audiences
 from campaigns.engine.conditions import (
@@ -184,9 +185,10 @@ def enroll_stored(*, table: str, now: datetime) -> int:
     oldest = _oldest_trigger(now)
     enrolled = 0
     with connection.cursor() as cursor:
-        cursor.execute(CANDIDATES.format(table=table), {"now": now, "oldest": oldest})
+        stored = sql.Identifier(table)
+        cursor.execute(sql.SQL(CANDIDATES).format(table=stored), {"now": now, "oldest": oldest})
         campaigns = cursor.fetchall()
-        predicates: list[str] = []
+        predicates: list[sql.Composable] = []
         if campaigns:
             params: dict = {
                 "campaigns": [c[0] for c in campaigns],
@@ -216,24 +218,26 @@ def enroll_stored(*, table: str, now: datetime) -> int:
                     prefix=f"a{campaign_id}",
                 )
                 predicates.append(
-                    f"WHEN {int(campaign_id)} THEN ({trigger_sql}) AND ({audience_sql})"
+                    sql.SQL("WHEN {} THEN ({}) AND ({})").format(
+                        sql.Literal(int(campaign_id)), sql.SQL(trigger_sql), sql.SQL(audience_sql)
+                    )
                 )
                 params.update(trigger_params)
                 params.update(audience_params)
         if predicates:
             cursor.execute(
-                ENROLL.format(
-                    table=table,
-                    url=URL_SQL,
-                    predicates=" ".join(predicates),
-                    holdout=holdout_bucket_sql("c.id", "s.profile_id"),
+                sql.SQL(ENROLL).format(
+                    table=stored,
+                    url=sql.SQL(URL_SQL),
+                    predicates=sql.SQL(" ").join(predicates),
+                    holdout=sql.SQL(holdout_bucket_sql("c.id", "s.profile_id")),
                 ),
                 params,
             )
             enrolled = cursor.rowcount
-        cursor.execute(INACTIVITY.format(table=table))
-        cursor.execute(GOAL_EXITS.format(table=table), {"now": now})
-        cursor.execute(CONVERTED_PROFILES.format(table=table))
+        cursor.execute(sql.SQL(INACTIVITY).format(table=stored))
+        cursor.execute(sql.SQL(GOAL_EXITS).format(table=stored), {"now": now})
+        cursor.execute(sql.SQL(CONVERTED_PROFILES).format(table=stored))
         converted = [profile_id for (profile_id,) in cursor.fetchall()]
     audiences.leave_on_conversion(converted, now=now)
     return enrolled

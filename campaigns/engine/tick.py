@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
+from psycopg2 import sql
 
 from campaigns import audiences
 from campaigns.engine import rules
@@ -52,15 +53,16 @@ LIMIT %(limit)s
 FOR UPDATE OF e SKIP LOCKED
 """
 
+
 # The claim returns the enrollment's own columns, so the facts need no second
 # look-up of the rows it just locked.
-FACTS = f"""
-WITH e AS ({
-    CLAIM.format(
-        columns="e.id, e.site_id, e.campaign_id, e.profile_id, "
-        "e.next_position, e.enrolled_at, e.is_holdout"
-    )
-})
+def claim(columns: str) -> sql.Composed:
+    """CLAIM returning `columns` (trusted SQL: column names written here, never input)."""
+    return sql.SQL(CLAIM).format(columns=sql.SQL(columns))
+
+
+FACTS = """
+WITH e AS ({claim})
 SELECT e.id, e.site_id, e.campaign_id, e.profile_id, e.next_position, e.enrolled_at,
        e.is_holdout,
        c.status, c.ends_at, c.priority, c.email_cap_count, c.email_cap_days,
@@ -104,6 +106,11 @@ LEFT JOIN LATERAL (
     ORDER BY s2.position LIMIT 1
 ) nx ON true
 """
+FACTS = sql.SQL(FACTS).format(
+    claim=claim(
+        "e.id, e.site_id, e.campaign_id, e.profile_id, e.next_position, e.enrolled_at, e.is_holdout"
+    )
+)
 
 # Take turns with any other batch deciding an email for the same people (see
 # EmailCapLock): an upsert locks each person's row, in id order.

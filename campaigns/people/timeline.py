@@ -28,6 +28,7 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import F, Q
 from django.urls import reverse
+from psycopg2 import sql
 
 from campaigns.models import AudienceChange, AudienceMember, Decision, Enrollment
 from tracking.models import Event, Profile
@@ -343,7 +344,7 @@ def _emails(ids: list[int], before: Cursor | None, limit: int) -> list[TimelineE
     if before is not None:
         params.update(before_at=before.at, before_key=before.key)
     with connection.cursor() as cursor:
-        cursor.execute(EMAILS.format(older=older), params)
+        cursor.execute(sql.SQL(EMAILS).format(older=sql.SQL(older)), params)
         rows = cursor.fetchall()
     entries = []
     for key, at, stage, message_id, campaign, position, to, status, error in rows:
