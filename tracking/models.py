@@ -242,6 +242,39 @@ class Visitor(models.Model):
         return self.anonymous_id
 
 
+class AdIdentifiers(models.Model):
+    """The ad platforms' own identifiers for one browser, kept only while advertising is
+    allowed (docs/audiences.md): Meta's first-party `_fbp`/`_fbc` cookies, Google's
+    click ids and the GA4 client id from `_ga`, plus the client IP and user agent of
+    the browser's last visit (Meta's Conversions API matches on them).
+
+    Written by the flusher from the events' `context.adIds`; deleted with the visitor
+    (erasure) and when the person withdraws advertising consent or sends GPC. Never
+    returned by a public endpoint.
+    """
+
+    visitor = models.OneToOneField(
+        Visitor, on_delete=models.CASCADE, primary_key=True, related_name="ad_identifiers"
+    )
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, db_index=False)
+    fbp = models.CharField(max_length=100, blank=True, default="")
+    fbc = models.CharField(max_length=500, blank=True, default="")
+    gclid = models.CharField(max_length=200, blank=True, default="")
+    gbraid = models.CharField(max_length=200, blank=True, default="")
+    wbraid = models.CharField(max_length=200, blank=True, default="")
+    ga_client_id = models.CharField(max_length=100, blank=True, default="")
+    client_ip = models.CharField(max_length=45, blank=True, default="")
+    user_agent = models.CharField(max_length=512, blank=True, default="")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "ad identifiers"
+        verbose_name_plural = "ad identifiers"
+
+    def __str__(self) -> str:
+        return f"ad identifiers of {self.visitor_id}"
+
+
 class Event(models.Model):
     """Read-only view of the partitioned `tracking_event` table."""
 
