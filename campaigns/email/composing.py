@@ -150,6 +150,14 @@ def build_email(
     )
     ids = {"campaign": message.campaign_id, "step": message.step_id, "site": site.pk}
     tags = [f"{name}-{value}" for name, value in ids.items() if value][: settings.EMAIL_MAX_TAGS]
+    esp_fields = {"tags": tags}
+    if settings.EMAIL_SEND_METADATA:
+        # Without metadata (an ESP that has none: Anymail would refuse the email),
+        # webhooks find the Message by the ESP's message id (feedback.find_message).
+        esp_fields["metadata"] = {
+            "message_id": str(message.pk),
+            **{k: str(v) for k, v in ids.items() if v},
+        }
     email = AnymailMessage(
         subject=rendered.subject,
         body=rendered.text,
@@ -157,8 +165,7 @@ def build_email(
         to=[message.to_email],
         reply_to=[template.reply_to] if template.reply_to else None,
         headers=headers,
-        metadata={"message_id": str(message.pk), **{k: str(v) for k, v in ids.items() if v}},
-        tags=tags,
+        **esp_fields,
         connection=backend,
     )
     email.attach_alternative(rendered.html, "text/html")
