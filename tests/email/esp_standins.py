@@ -19,7 +19,9 @@ References (each ESP's API docs):
   values; answers 202 with no body.
 - Amazon SES (API v2): POST /v2/email/outbound-emails (SendEmail), AWS
   Signature V4 for service "ses", JSON FromEmailAddress/Destination/Content.Raw;
-  answers {"MessageId": …}.
+  answers {"MessageId": …}. On the same endpoint, Amazon SNS's
+  ConfirmSubscription (query API: POST / Action=ConfirmSubscription&TopicArn&Token,
+  signed for service "sns"), which Anymail calls to accept a subscription.
 """
 
 from __future__ import annotations
@@ -68,9 +70,13 @@ class StandIn:
                 except Refused as refused:
                     standin.errors.append(f"{self.path}: {refused}")
                     status, answer = refused.status, standin.error_body(str(refused))
-                data = json.dumps(answer).encode() if answer is not None else b""
+                content_type = "application/json"
+                if isinstance(answer, tuple):  # (content type, bytes)
+                    content_type, data = answer
+                else:
+                    data = json.dumps(answer).encode() if answer is not None else b""
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -234,14 +240,17 @@ class AmazonSES(StandIn):
 
     def __init__(self, access_key: str, secret_key: str, region: str):
         self.access_key, self.secret_key, self.region = access_key, secret_key, region
+        self.confirmed: list[dict[str, list[str]]] = []  # SNS subscriptions confirmed
         super().__init__()
 
     def error_body(self, reason):
         return {"message": reason}
 
     def handle(self, path, headers, body):
+        if path == "/":
+            return self.confirm_subscription(headers, body)
         require(path == "/v2/email/outbound-emails", f"unknown endpoint {path}", 404)
-        self.check_signature(path, headers, body)
+        self.check_signature(path, headers, body, "ses")
         data = _json_body(headers, body)
         destination = data.get("Destination", {})
         require(_strings(destination.get("ToAddresses", [])), "Destination.ToAddresses")
@@ -254,7 +263,25 @@ class AmazonSES(StandIn):
         self.requests.append({"params": data, "mime": mime})
         return 200, {"MessageId": f"0100018e{uuid.uuid4().hex}-000000"}
 
-    def check_signature(self, path: str, headers: dict, body: bytes) -> None:
+    def confirm_subscription(self, headers: dict, body: bytes):
+        self.check_signature("/", headers, body, "sns")
+        form = parse_form(headers, body)
+        require(
+            form.get("Action") == ["ConfirmSubscription"], f"unknown Action {form.get('Action')}"
+        )
+        require(form.get("Version") == ["2010-03-31"], "Version must be 2010-03-31")
+        require(bool(form.get("TopicArn") and form.get("Token")), "TopicArn and Token are required")
+        self.confirmed.append(form)
+        xml = (
+            '<ConfirmSubscriptionResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">'
+            f"<ConfirmSubscriptionResult><SubscriptionArn>{form['TopicArn'][0]}:{uuid.uuid4()}"
+            "</SubscriptionArn></ConfirmSubscriptionResult>"
+            f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+            "</ConfirmSubscriptionResponse>"
+        )
+        return 200, ("text/xml", xml.encode())
+
+    def check_signature(self, path: str, headers: dict, body: bytes, service_name: str) -> None:
         """AWS Signature Version 4, computed as AWS's docs describe it."""
         auth = headers.get("authorization", "")
         require(auth.startswith("AWS4-HMAC-SHA256 "), "missing SigV4 Authorization", 403)
@@ -263,8 +290,9 @@ class AmazonSES(StandIn):
         )
         access_key, date, region, service, terminal = parts["Credential"].split("/")
         require(access_key == self.access_key, "The security token included is invalid", 403)
-        require((region, service, terminal) == (self.region, "ses", "aws4_request"),
-                f"credential scope {region}/{service} is not {self.region}/ses", 403)  # fmt: skip
+        require((region, service, terminal) == (self.region, service_name, "aws4_request"),
+                f"credential scope {region}/{service} is not {self.region}/{service_name}",
+                403)  # fmt: skip
         amz_date = headers.get("x-amz-date", "")
         require(amz_date.startswith(date), "X-Amz-Date does not match the credential date", 403)
         signed = parts["SignedHeaders"].split(";")

@@ -541,6 +541,39 @@ def test_an_ses_notification_without_the_secret_is_asked_for_it_and_writes_nothi
     assert not Suppression.objects.exists()
 
 
+def test_an_sns_subscription_confirmation_with_the_secret_is_confirmed_through_boto3(
+    client, ses_sent
+):
+    api, settings, _ = ses_sent
+    # SNS's documented SubscriptionConfirmation message.
+    confirmation = {
+        "Type": "SubscriptionConfirmation", "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+        "Token": "2336412f37fb687f5d51e6e241d09c805a5a57b30d712f794cc5f6a988666d92768dd60a7",
+        "TopicArn": "arn:aws:sns:eu-west-1:123456789012:ses-events",
+        "Message": "You have chosen to subscribe to the topic "
+                   "arn:aws:sns:eu-west-1:123456789012:ses-events.\n"
+                   "To confirm the subscription, visit the SubscribeURL included in this message.",
+        "SubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&...",
+        "Timestamp": "2026-03-02T10:00:00.000Z", "SignatureVersion": "1",
+        "Signature": "EXAMPLE-SIGNATURE==",
+        "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-x.pem",
+    }  # fmt: skip
+
+    with override_settings(ANYMAIL=settings["ANYMAIL"]):
+        response = client.post(
+            "/anymail/amazon_ses/tracking/", data=json.dumps(confirmation),
+            content_type="text/plain; charset=UTF-8",
+            HTTP_X_AMZ_SNS_MESSAGE_TYPE="SubscriptionConfirmation",
+            HTTP_X_AMZ_SNS_MESSAGE_ID=confirmation["MessageId"], **basic_auth(),
+        )  # fmt: skip
+
+    assert response.status_code == 200
+    assert api.errors == []
+    [confirmed] = api.confirmed
+    assert confirmed["TopicArn"] == [confirmation["TopicArn"]]
+    assert confirmed["Token"] == [confirmation["Token"]]
+
+
 # --- plain SMTP -----------------------------------------------------------------------
 
 
