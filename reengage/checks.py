@@ -28,8 +28,8 @@ def check_email_fits_the_esp(app_configs=None, **kwargs) -> list[checks.CheckMes
             checks.Error(
                 f"EMAIL_BACKEND is {limits.name}, whose Anymail backend needs the "
                 f"{limits.needs_package} package, which is not installed",
-                hint=f"pip install 'reengage[{limits.extra}]' (Docker: build with "
-                f"--build-arg EXTRAS={limits.extra})",
+                hint=f"pip install 'reengage[{limits.extra}]' (from a checkout: pip install "
+                f"'.[{limits.extra}]'; Docker: build with --build-arg EXTRAS={limits.extra})",
                 id="reengage.E010",
             )
         )

@@ -39,6 +39,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, path
 from django.views.decorators.csrf import csrf_exempt
 
+from reengage.esp import ANYMAIL_ESPS
+
 log = logging.getLogger(__name__)
 
 # What Anymail's parsers raise on a payload of the wrong shape. Validation
@@ -47,7 +49,12 @@ UNREADABLE = (
     KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, AnymailAPIError,
 )  # fmt: skip
 
-NEEDS_PACKAGE = {"amazon_ses": ("boto3", "ses")}  # ESP: (package, reengage's pip extra)
+# ESP: (the package its Anymail module needs, reengage's pip extra that installs it)
+NEEDS_PACKAGE = {
+    key: (limits.needs_package, limits.extra)
+    for key, limits in ANYMAIL_ESPS.items()
+    if limits.needs_package
+}
 
 
 class UnreadablePayload(Exception):
@@ -93,8 +100,8 @@ def _missing_package(esp: str) -> tuple[str, str] | None:
 def _not_installed(esp_name: str, package: str, extra: str):
     error = (
         f"{esp_name} webhooks need the {package} package, which is not installed on this "
-        f"server: pip install 'reengage[{extra}]' (Docker: build with --build-arg "
-        f"EXTRAS={extra}), then restart"
+        f"server: pip install 'reengage[{extra}]' (from a checkout: pip install '.[{extra}]'; "
+        f"Docker: build with --build-arg EXTRAS={extra}), then restart"
     )
 
     @csrf_exempt

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 
 import pytest
 from django.core.mail import get_connection
@@ -209,3 +210,18 @@ def test_with_boto3_the_ses_webhook_is_anymails_own():
 
     # Anymail's SNS view asks for basic auth the way SNS expects: 401.
     assert "STATUS=401" in result.stdout
+
+
+def test_the_ses_extra_installs_boto3_and_the_image_can_include_it():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    [requirement] = pyproject["project"]["optional-dependencies"]["ses"]
+    assert requirement.startswith("boto3")
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ARG EXTRAS=""' in dockerfile
+    [install] = [line for line in dockerfile.splitlines() if line.startswith("RUN pip install")]
+    # What the image's shell makes of the install line, with and without the build arg.
+    command = install.removeprefix("RUN ").replace("pip install", "echo", 1)
+    for extras, target in (("ses", ".[ses]"), ("", ".")):
+        shown = subprocess.run(["sh", "-c", command], env={"EXTRAS": extras},
+                               capture_output=True, text=True, check=True)  # fmt: skip
+        assert shown.stdout.split()[-1] == target
