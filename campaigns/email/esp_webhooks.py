@@ -1,6 +1,6 @@
 """Anymail's ESP tracking webhooks, as reengage mounts them at /anymail/<esp>/tracking/.
 
-Two differences from `include("anymail.urls")`:
+How this differs from `include("anymail.urls")`:
 
 - **Tracking only.** Anymail's inbound-mail webhooks are not mounted: reengage
   does not receive mail, so they would only be more code parsing strangers' MIME.
