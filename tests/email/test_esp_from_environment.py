@@ -37,6 +37,7 @@ from campaigns.models.email import email_hash
 from campaigns.tasks.email import send_queued_email
 from tests.email import esp_standins
 from tests.email.conftest import make_campaign, queue_messages
+from tests.factories import make_site
 from tests.test_settings import ROOT
 
 pytestmark = pytest.mark.django_db
@@ -76,9 +77,9 @@ def settings_from_environment(**env: str) -> dict:
     return pickle.loads(bytes.fromhex(line.removeprefix("SETTINGS=")))  # noqa: S301
 
 
-def send_one_email(settings: dict) -> Message:
+def send_one_email(settings: dict, site=None) -> Message:
     """The real periodic send task, with exactly the settings the environment gave."""
-    campaign, step, _ = make_campaign()
+    campaign, step, _ = make_campaign(site)
     [message] = queue_messages(campaign, step)
     with override_settings(**settings), warnings.catch_warnings():
         # SendGrid's backend warns that Anymail no longer supports it officially.
@@ -332,6 +333,23 @@ def test_brevo_sends_with_its_api_key(brevo_sent):
     # Anymail carries metadata in Brevo's X-Mailin-custom header.
     assert json.loads(sent["headers"]["X-Mailin-custom"])["message_id"] == str(message.pk)
     assert sent["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_brevo_sends_for_a_site_whose_name_is_not_ascii(standins):
+    # Brevo sends custom headers as raw UTF-8, so Anymail refuses non-ASCII ones;
+    # the List-Id label carries the site's name.
+    api = standins(esp_standins.Brevo, BREVO_KEY)
+    settings = settings_from_environment(
+        EMAIL_BACKEND="anymail.backends.brevo.EmailBackend",
+        ANYMAIL_BREVO_API_KEY=BREVO_KEY,
+        ANYMAIL_BREVO_API_URL=api.base + "/v3/",
+    )
+    site = make_site(name="Café Müller — 東京", postal_address="1 Rue Haute, Lyon")
+
+    message = send_one_email(settings, site)
+
+    [sent] = api.requests
+    assert sent["headers"]["List-Id"] == f'"Cafe Muller" <site-{message.site_id}.127.0.0.1>'
 
 
 @pytest.mark.parametrize(
