@@ -16,7 +16,7 @@ References (each ESP's API docs):
   htmlContent, headers, tags; answers 201 {"messageId": …}.
 - SendGrid: POST /v3/mail/send, Authorization: Bearer, JSON personalizations/
   from/subject/content; categories ≤ 10 of ≤ 255 chars, custom_args string
-  values; answers 202 with no body.
+  values under 10,000 bytes, no reserved headers; answers 202 with no body.
 - Amazon SES (API v2): POST /v2/email/outbound-emails (SendEmail), AWS
   Signature V4 for service "ses", JSON FromEmailAddress/Destination/Content.Raw;
   answers {"MessageId": …}. On the same endpoint, Amazon SNS's
@@ -202,6 +202,13 @@ class Brevo(StandIn):
         return 201, {"messageId": f"<{uuid.uuid4().hex}@smtp-relay.mailin.fr>"}
 
 
+# "You may not overwrite the following reserved headers" (v3 Mail Send, headers).
+SENDGRID_RESERVED_HEADERS = {
+    "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
+    "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc",
+}  # fmt: skip
+
+
 class SendGrid(StandIn):
     def __init__(self, api_key: str):
         self.api_key = api_key
@@ -228,9 +235,14 @@ class SendGrid(StandIn):
         categories = data.get("categories", [])
         require(_strings(categories) and len(categories) <= 10, "categories: ≤ 10 strings")
         require(all(len(c) <= 255 for c in categories), "categories: ≤ 255 characters")
-        for value in data.get("custom_args", {}).values():
+        custom_args = data.get("custom_args", {})
+        for value in custom_args.values():
             require(isinstance(value, str), "custom_args values must be strings")
-        require(isinstance(data.get("headers", {}), dict), "headers must be an object")
+        require(len(json.dumps(custom_args).encode()) < 10000, "custom_args: < 10000 bytes")
+        headers_sent = data.get("headers", {})
+        require(isinstance(headers_sent, dict), "headers must be an object")
+        reserved = set(map(str.lower, headers_sent)) & SENDGRID_RESERVED_HEADERS
+        require(not reserved, f"headers may not set reserved {sorted(reserved)}")
         self.requests.append(data)
         return 202, None
 
