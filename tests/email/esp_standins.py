@@ -17,6 +17,10 @@ References (each ESP's API docs):
 - SendGrid: POST /v3/mail/send, Authorization: Bearer, JSON personalizations/
   from/subject/content; categories ≤ 10 of ≤ 255 chars, custom_args string
   values under 10,000 bytes, no reserved headers; answers 202 with no body.
+- Postal (self-hosted): POST /api/v1/send/message, X-Server-API-Key, JSON
+  to (≤ 50)/from/subject/plain_body/html_body, headers, one tag string, no
+  metadata field; answers {"status": "success", "data": {"message_id",
+  "messages": {address: {"id", "token"}}}}.
 - Amazon SES (API v2): POST /v2/email/outbound-emails (SendEmail), AWS
   Signature V4 for service "ses", JSON FromEmailAddress/Destination/Content.Raw;
   answers {"MessageId": …}. On the same endpoint, Amazon SNS's
@@ -200,6 +204,38 @@ class Brevo(StandIn):
         require(isinstance(headers_sent, dict), "headers must be an object")
         self.requests.append(data)
         return 201, {"messageId": f"<{uuid.uuid4().hex}@smtp-relay.mailin.fr>"}
+
+
+class Postal(StandIn):
+    FIELDS = {"to", "cc", "bcc", "from", "sender", "subject", "tag", "reply_to", "plain_body",
+              "html_body", "attachments", "headers", "bounce"}  # fmt: skip
+
+    def __init__(self, api_key: str):
+        self.api_key = api_key
+        self.next_id = 1531
+        super().__init__()
+
+    def error_body(self, reason):
+        return {"status": "parameter-error", "data": {"message": reason}}
+
+    def handle(self, path, headers, body):
+        require(path == "/api/v1/send/message", f"unknown endpoint {path}", 404)
+        require(headers.get("x-server-api-key") == self.api_key, "InvalidServerAPIKey", 403)
+        data = _json_body(headers, body)
+        require(not set(data) - self.FIELDS, f"unknown fields {sorted(set(data) - self.FIELDS)}")
+        require(_strings(data.get("to")) and 0 < len(data["to"]) <= 50, "to: 1 to 50 addresses")
+        require(isinstance(data.get("from"), str), "from is required")
+        require("plain_body" in data or "html_body" in data, "plain_body or html_body")
+        require(isinstance(data.get("tag", ""), str), "tag is one string")
+        require(isinstance(data.get("headers", {}), dict), "headers must be an object")
+        self.requests.append(data)
+        messages = {}
+        for address in data["to"]:
+            messages[address] = {"id": self.next_id, "token": uuid.uuid4().hex[:12]}
+            self.next_id += 1
+        message_id = f"{uuid.uuid4()}@rp.postal.example.com"
+        return 200, {"status": "success", "time": 0.02, "flags": {},
+                     "data": {"message_id": message_id, "messages": messages}}  # fmt: skip
 
 
 # "You may not overwrite the following reserved headers" (v3 Mail Send, headers).

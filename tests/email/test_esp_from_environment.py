@@ -442,6 +442,83 @@ def test_a_sendgrid_bounce_or_spam_report_for_the_sent_email_suppresses_it(
     assert_suppressed(message, reason)
 
 
+# --- Postal: one tag and no metadata ---------------------------------------------------
+
+POSTAL_KEY = "postal-server-api-key-0123"
+POSTAL_BOUNCE = {  # Postal's MessageBounced webhook (Anymail's test of it)
+    "event": "MessageBounced", "timestamp": 1606753101.961181,
+    "payload": {
+        "original_message": {"id": 233843, "token": "McC2tuqg7mhx", "direction": "outgoing",
+                             "message_id": "7b82aac4-5d63-41b8-8e35-9faa31a892dc@rp.postal.example.com",
+                             "to": "bounce@example.com", "from": "sender@example.com",
+                             "subject": "...", "timestamp": 1606436187.8883688,
+                             "spam_status": "NotChecked", "tag": None},
+        "bounce": {"id": 233864, "token": "nII5p0Cp8onV", "direction": "incoming",
+                   "message_id": "E1kiRR8-0001ay-Iq@example.com",
+                   "to": "bk87jw@psrp.postal.example.com", "from": None,
+                   "subject": "Mail delivery failed: returning message to sender",
+                   "timestamp": 1606436523.6060522, "spam_status": "NotChecked", "tag": None},
+        "details": "details", "output": "server output", "sent_with_ssl": None,
+        "timestamp": 1606753101.9110143, "time": None,
+    },
+    "uuid": "0fcc831f-92b9-4e2b-97f2-d873abc77fab",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def postal_signing_key():
+    """The RSA key a Postal server signs its webhooks with (its public half is the setting)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_der = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, base64.b64encode(public_der).decode()
+
+
+def test_postal_sends_one_tag_and_no_metadata_and_its_bounce_suppresses(
+    client, standins, postal_signing_key
+):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    private, public = postal_signing_key
+    api = standins(esp_standins.Postal, POSTAL_KEY)
+    settings = settings_from_environment(
+        EMAIL_BACKEND="anymail.backends.postal.EmailBackend",
+        ANYMAIL_POSTAL_API_KEY=POSTAL_KEY,
+        ANYMAIL_POSTAL_API_URL=api.base,
+        ANYMAIL_POSTAL_WEBHOOK_KEY=public,
+    )
+
+    message = send_one_email(settings)
+
+    assert (settings["EMAIL_MAX_TAGS"], settings["EMAIL_SEND_METADATA"]) == (1, False)
+    assert settings["checks"] == []
+    assert api.errors == []
+    [sent] = api.requests
+    assert sent["tag"] == f"campaign-{message.campaign_id}"
+    assert message.esp_message_id == "1531"  # Postal's per-recipient message id
+
+    # Without metadata, the bounce finds the email by Postal's message id.
+    event = copy.deepcopy(POSTAL_BOUNCE)
+    event["payload"]["original_message"] |= {"id": 1531, "to": message.to_email}
+    body = json.dumps(event).encode()
+    # Postal signs with RSA and SHA-1 (its scheme, not our choice).
+    signed = private.sign(body, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303
+    signature = base64.b64encode(signed).decode()
+    with override_settings(ANYMAIL=settings["ANYMAIL"]):
+        response = client.post(
+            "/anymail/postal/tracking/", data=body, content_type="application/json",
+            HTTP_X_POSTAL_SIGNATURE=signature, **basic_auth(),
+        )  # fmt: skip
+
+    assert response.status_code == 200
+    assert_suppressed(message, "bounced")
+
+
 # --- Amazon SES -----------------------------------------------------------------------
 
 AWS_KEY, AWS_SECRET, AWS_REGION = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "eu-west-1"  # fmt: skip
