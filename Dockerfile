@@ -5,11 +5,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     REENGAGE_EMBEDDED_SERVICES=0
 WORKDIR /app
 
+# Optional extras, comma-separated, for ESPs that need another package:
+# `docker build --build-arg EXTRAS=ses .` for Amazon SES (docs/email.md).
+ARG EXTRAS=""
 COPY pyproject.toml README.md ./
 COPY reengage reengage
 COPY tracking tracking
 COPY campaigns campaigns
-RUN pip install --disable-pip-version-check .
+RUN pip install --disable-pip-version-check ".${EXTRAS:+[$EXTRAS]}"
 
 COPY . .
 # collectstatic needs settings but no services; use throwaway values.

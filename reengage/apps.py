@@ -8,6 +8,7 @@ class ReengageConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from reengage import checks  # noqa: F401  registers the start-up checks
         from reengage.admin_theme import ensure_after_migrate
         from reengage.security.marketers import sync_after_migrate
 

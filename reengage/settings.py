@@ -9,14 +9,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from reengage import esp
 from reengage.env import (
     ConfigError,
+    anymail_settings,
     database_config,
     env_bool,
     env_float,
     env_int,
     env_list,
-    env_prefixed,
     env_str,
     redis_url,
 )
@@ -289,8 +290,9 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ConfigError("EMAIL_USE_TLS and EMAIL_USE_SSL are both on; choose one")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "reengage <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-# Every ANYMAIL_* variable, e.g. ANYMAIL_POSTMARK_SERVER_TOKEN, as Anymail's setting.
-ANYMAIL = env_prefixed("ANYMAIL_")
+# Every ANYMAIL_* variable, e.g. ANYMAIL_POSTMARK_SERVER_TOKEN, as Anymail's setting,
+# typed as Anymail reads it (booleans, numbers, JSON objects: reengage/env.py).
+ANYMAIL = anymail_settings()
 if not DEBUG and not ANYMAIL.get("WEBHOOK_SECRET"):
     raise ConfigError(
         "ANYMAIL_WEBHOOK_SECRET must be set when DEBUG is off: a 'user:password' pair that "
@@ -321,8 +323,13 @@ if EMAIL_INTERRUPTED_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
         "EMAIL_INTERRUPTED_AFTER_SECONDS must be longer than CELERY_TASK_TIME_LIMIT, or a "
         "message still being sent could be taken for an interrupted one"
     )
-# Tags per email (campaign, step, site). Postmark accepts one tag: set 1 there.
-EMAIL_MAX_TAGS = env_int("EMAIL_MAX_TAGS", 3, minimum=0)
+# Tags per email (campaign, step, site) and whether our message id goes along as
+# metadata: the defaults follow the ESP (Postmark takes one tag, Postal and MailerSend
+# no metadata; reengage/esp.py). An explicit value that the ESP would refuse is a
+# start-up warning (reengage/checks.py), not a campaign of failed messages.
+_esp_limits = esp.limits_for(EMAIL_BACKEND, ANYMAIL)
+EMAIL_MAX_TAGS = env_int("EMAIL_MAX_TAGS", esp.default_max_tags(_esp_limits), minimum=0)
+EMAIL_SEND_METADATA = env_bool("EMAIL_SEND_METADATA", _esp_limits.metadata)
 UNSUBSCRIBE_LINK_MAX_AGE_DAYS = env_int("UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 365, minimum=30)
 
 CELERY_BEAT_SCHEDULE.update(

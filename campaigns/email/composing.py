@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from datetime import datetime
 from email.utils import formataddr, parseaddr
 from urllib.parse import quote, urlsplit
@@ -87,6 +88,12 @@ def check_headers(values: dict[str, str]) -> None:
             )
 
 
+def ascii_label(text: str) -> str:
+    """`text` with accents dropped and other non-ASCII characters removed."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return " ".join(folded.split())
+
+
 def domain() -> str:
     return urlsplit(settings.PUBLIC_URL).hostname or "localhost"
 
@@ -127,7 +134,10 @@ def build_email(
         from_email = settings.DEFAULT_FROM_EMAIL
     mailto = email_settings.unsubscribe_mailto or parseaddr(from_email)[1]
     token = rendered.unsubscribe_url.rstrip("/").rsplit("/", 1)[-1]
-    list_name = site.name.replace('"', "'")
+    # ASCII: some ESPs' APIs send custom headers as raw 8-bit UTF-8, so Anymail
+    # refuses a non-ASCII one for Brevo ("non-ASCII characters in 'List-Id' header"),
+    # which would fail every email of a site named "Café"; the phrase is only a label.
+    list_name = ascii_label(site.name).replace('"', "'")
     headers = {
         "List-Unsubscribe": (
             f"<{rendered.unsubscribe_url}>, "
@@ -150,6 +160,14 @@ def build_email(
     )
     ids = {"campaign": message.campaign_id, "step": message.step_id, "site": site.pk}
     tags = [f"{name}-{value}" for name, value in ids.items() if value][: settings.EMAIL_MAX_TAGS]
+    esp_fields = {"tags": tags}
+    if settings.EMAIL_SEND_METADATA:
+        # Without metadata (an ESP that has none: Anymail would refuse the email),
+        # webhooks find the Message by the ESP's message id (feedback.find_message).
+        esp_fields["metadata"] = {
+            "message_id": str(message.pk),
+            **{k: str(v) for k, v in ids.items() if v},
+        }
     email = AnymailMessage(
         subject=rendered.subject,
         body=rendered.text,
@@ -157,8 +175,7 @@ def build_email(
         to=[message.to_email],
         reply_to=[template.reply_to] if template.reply_to else None,
         headers=headers,
-        metadata={"message_id": str(message.pk), **{k: str(v) for k, v in ids.items() if v}},
-        tags=tags,
+        **esp_fields,
         connection=backend,
     )
     email.attach_alternative(rendered.html, "text/html")

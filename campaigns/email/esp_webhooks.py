@@ -1,11 +1,13 @@
 """Anymail's ESP tracking webhooks, as reengage mounts them at /anymail/<esp>/tracking/.
 
-Two differences from `include("anymail.urls")`:
+How this differs from `include("anymail.urls")`:
 
 - **Tracking only.** Anymail's inbound-mail webhooks are not mounted: reengage
   does not receive mail, so they would only be more code parsing strangers' MIME.
-  An ESP whose Python package is not installed (Amazon SES needs boto3) is not
-  mounted either: its view would answer every call with a 500.
+- **An ESP whose Python package is not installed answers 501 saying what to
+  install.** Amazon SES needs boto3 (`pip install 'reengage[ses]'`); without it
+  Anymail's view would answer every call with a 500, and an unmounted URL with
+  Django's 404 page, neither of which tells the operator what is missing.
 - **An ESP that needs a setting it lacks is a 404.** Some views need their
   ESP's signing key (e.g. ANYMAIL_MAILERSEND_SIGNING_SECRET) and raise without
   it, on every call; the 404 names the setting, and a warning is logged.
@@ -35,6 +37,9 @@ from anymail.exceptions import (
 from anymail.urls import urlpatterns as anymail_urlpatterns
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, path
+from django.views.decorators.csrf import csrf_exempt
+
+from reengage.esp import ANYMAIL_ESPS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,12 @@ UNREADABLE = (
     KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, AnymailAPIError,
 )  # fmt: skip
 
-NEEDS_PACKAGE = {"amazon_ses": "boto3"}
+# ESP: (the package its Anymail module needs, reengage's pip extra that installs it)
+NEEDS_PACKAGE = {
+    key: (limits.needs_package, limits.extra)
+    for key, limits in ANYMAIL_ESPS.items()
+    if limits.needs_package
+}
 
 
 class UnreadablePayload(Exception):
@@ -80,9 +90,25 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
-def _installed(esp: str) -> bool:
-    package = NEEDS_PACKAGE.get(esp)
-    return package is None or importlib.util.find_spec(package) is not None
+def _missing_package(esp: str) -> tuple[str, str] | None:
+    needs = NEEDS_PACKAGE.get(esp)
+    if needs is None or importlib.util.find_spec(needs[0]) is not None:
+        return None
+    return needs
+
+
+def _not_installed(esp_name: str, package: str, extra: str):
+    error = (
+        f"{esp_name} webhooks need the {package} package, which is not installed on this "
+        f"server: pip install 'reengage[{extra}]' (from a checkout: pip install '.[{extra}]'; "
+        f"Docker: build with --build-arg EXTRAS={extra}), then restart"
+    )
+
+    @csrf_exempt
+    def not_installed(request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"error": error, "field": "url"}, status=501)
+
+    return not_installed
 
 
 def tracking_urlpatterns() -> list[URLPattern]:
@@ -92,9 +118,12 @@ def tracking_urlpatterns() -> list[URLPattern]:
         if not pattern.name.endswith("_tracking_webhook"):
             continue
         esp = pattern.name.removesuffix("_tracking_webhook")
-        if not _installed(esp):
-            continue
         view_class = pattern.callback.view_class
+        missing = _missing_package(esp)
+        if missing:
+            view = _not_installed(view_class.esp_name, *missing)
+            patterns.append(path(f"{esp}/tracking/", view, name=pattern.name))
+            continue
         guarded = type(view_class.__name__, (RefuseUnreadablePayloads, view_class), {})
         view = _guarded(guarded.as_view())
         patterns.append(path(f"{esp}/tracking/", view, name=pattern.name))
