@@ -16,7 +16,7 @@ from campaigns.models.email import email_hash
 from campaigns.people.privacy import forget
 from tests.factories import make_site, segment_event
 from tracking.ingest import SiteKey, parse_batch
-from tracking.models import Event, Profile, Visitor
+from tracking.models import AdIdentifiers, Event, Profile, Visitor
 from tracking.storage import store_events
 
 pytestmark = pytest.mark.django_db
@@ -178,3 +178,35 @@ def test_the_admin_erases_and_exports_the_selected_people(admin_client, site, an
     assert "Erased 1 people" in erased.content.decode()
     assert not Profile.objects.filter(id=ann.id).exists()
     assert Suppression.objects.filter(site=site, reason="erased").exists()
+
+
+# --- the ad platforms' ids (tracking.AdIdentifiers) -------------------------------------
+
+FBP = "fb.1.1596403881668.1116446470"
+GA_CLIENT_ID = "1197596843.1673515099"
+
+
+def test_an_erased_persons_ad_identifiers_are_gone_and_others_stay(site, ann):
+    store(
+        site,
+        segment_event(anonymousId="ann-phone", context={"adIds": {"fbp": FBP}}),
+        segment_event(anonymousId="bob", context={"adIds": {"gaClientId": GA_CLIENT_ID}}),
+    )
+    assert AdIdentifiers.objects.filter(site=site).count() == 2
+    forget(site, email="ann@example.com", now=NOW)
+    assert list(AdIdentifiers.objects.filter(site=site).values_list("ga_client_id", flat=True)) == [
+        GA_CLIENT_ID
+    ]
+
+
+def test_the_access_export_holds_the_persons_own_ad_identifiers(client, site, ann):
+    store(site, segment_event(anonymousId="ann-laptop", context={"adIds": {"fbp": FBP}}))
+    person = client.get(
+        "/api/v1/privacy/person?email=ann@example.com", **auth(site.secret_key)
+    ).json()["people"][0]
+    [ids] = person["adIdentifiers"]
+    assert (ids["visitor__anonymous_id"], ids["fbp"], ids["client_ip"]) == (
+        "ann-laptop",
+        FBP,
+        "192.0.2.0",
+    )

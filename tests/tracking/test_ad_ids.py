@@ -42,7 +42,10 @@ def test_meta_parameter_builders_appendix_is_kept():
 
 
 def test_a_whole_ga_cookie_is_cut_down_to_its_client_id():
-    assert ad_ids.clean({"gaClientId": f"GA1.1.{GA_CLIENT_ID}"}) == ({"gaClientId": GA_CLIENT_ID}, 0)
+    assert ad_ids.clean({"gaClientId": f"GA1.1.{GA_CLIENT_ID}"}) == (
+        {"gaClientId": GA_CLIENT_ID},
+        0,
+    )
 
 
 def test_empty_values_are_absent_not_invalid():
