@@ -105,7 +105,7 @@
     const r = parse(get('ad')) || {};
     const f = s.get('fbclid');
     let c = jar('_fbc');
-    if (f && !(c && c.split('.')[3] == f)) {
+    if (f && /^[\w-]+$/.test(f) && !(c && c.split('.')[3] == f)) {
       // As Meta's pixel would: fb.<subdomainIndex>.<creation time ms>.<fbclid>, on the
       // widest domain (index: 'com' = 0, 'example.com' = 1), for 90 days.
       c = `fb.${dom ? dom.split('.').length - 1 : 1}.${Date.now()}.${f}`;

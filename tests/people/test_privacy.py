@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -210,3 +210,13 @@ def test_the_access_export_holds_the_persons_own_ad_identifiers(client, site, an
         FBP,
         "192.0.2.0",
     )
+
+
+def test_anonymising_an_inactive_person_drops_their_ad_identifiers(site, ann):
+    from campaigns.people.privacy import anonymise_inactive_profiles
+
+    store(site, segment_event(anonymousId="ann-phone", context={"adIds": {"fbp": FBP}}))
+    assert AdIdentifiers.objects.get(site=site).fbp == FBP
+    Profile.objects.filter(id=ann.id).update(last_seen_at=NOW - timedelta(days=800))
+    anonymise_inactive_profiles(now=NOW, inactive_days=730)
+    assert not AdIdentifiers.objects.filter(site=site).exists()

@@ -119,3 +119,16 @@ def test_on_an_opt_in_site_ids_wait_for_advertising_consent_and_go_when_it_is_wi
     stored(site)
     assert not AdIdentifiers.objects.exists()
     assert "rg_ad" not in visit.cookies()
+
+
+def test_a_malformed_fbclid_writes_no_fbc_cookie_and_the_other_ids_still_go(
+    visit, shop, live_server
+):
+    site = make_site(domains=["127.0.0.1"])
+    with_tag_cookies(visit)
+    page = open_page(visit, shop_page(shop, site, live_server, path="/?fbclid=a%3Bb%20c"))
+    wait_until_acknowledged(page)
+    assert "_fbc" not in visit.cookies()
+    stored(site)
+    row = AdIdentifiers.objects.get(site=site)
+    assert (row.fbp, row.fbc) == (FBP, "")
