@@ -101,54 +101,61 @@ ALLOWS_ADVERTISING = """(NOT p.gpc AND CASE WHEN t.consent_mode = 'opt-in'
     ELSE p.consent -> 'advertising' IS DISTINCT FROM 'false'::jsonb END)"""
 
 # Every browser of a person whose new events withdraw advertising consent or carry GPC,
-# if the person (after this batch) no longer allows advertising.
+# if the person (after this batch) no longer allows advertising. The ARRAY() subqueries
+# run first and are usually empty: the delete then costs nothing, and otherwise it
+# reaches the few rows by their keys, never by scanning the tables.
 DELETE_WITHDRAWN = """
-DELETE FROM tracking_adidentifiers ai
-USING tracking_visitor v, tracking_profile p, tracking_site t
-WHERE ai.visitor_id = v.id AND v.profile_id = p.id AND t.id = p.site_id
-  AND p.id IN (SELECT po.profile_id FROM {stage} s JOIN {profiles} po USING (seq)
-               WHERE s.gpc OR s.consent -> 'advertising' = 'false'::jsonb)
-  AND NOT {allows}
+DELETE FROM tracking_adidentifiers ai WHERE ai.visitor_id = ANY(ARRAY(
+    SELECT v.id FROM tracking_visitor v
+    JOIN tracking_profile p ON p.id = v.profile_id
+    JOIN tracking_site t ON t.id = p.site_id
+    WHERE v.profile_id = ANY(ARRAY(
+        SELECT po.profile_id FROM {stage} s JOIN {profiles} po USING (seq)
+        WHERE s.gpc OR s.consent -> 'advertising' = 'false'::jsonb))
+      AND NOT {allows}))
 RETURNING 1
 """
 
-# Per browser, each identifier's newest non-empty value in the batch (ties: the later in
-# the batch), so one batch or several give the same result.
-_NEWEST = "(array_agg({expr} ORDER BY s.ts DESC, s.seq DESC) FILTER (WHERE {expr} <> ''))[1]"
-_ID = "s.context -> 'adIds' ->> '{key}'"
-_NEW_OR_OLD = "COALESCE(NULLIF(EXCLUDED.{col}, ''), ai.{col})"
+# How stale a stored row's IP, user agent and time may get before an unchanged batch
+# rewrites it (as visitors' last_seen_at in tracking.storage): an active browser's row
+# is not rewritten by every pass.
+REFRESH = "5 minutes"
 
-# A newer value replaces the stored one; an identifier the new events lack keeps its
-# stored value (a server-side call may know only fbp, the browser's last event had the
-# click ids). The IP and user agent are those of the newest event.
+# Each browser's newest event with adIds in the batch (ties: the later in the batch)
+# gives its ids, IP and user agent. A value it has replaces the stored one; an
+# identifier it lacks keeps its stored value (a server-side call may know only fbp
+# where the browser's last event had the click ids).
 UPSERT = """
 WITH deleted AS ({delete}), newest AS (
-    SELECT v.id AS visitor_id, min(s.site_id) AS site_id, {values},
-           (array_agg(left(COALESCE(s.context ->> 'ip', ''), 45)
-                      ORDER BY s.ts DESC, s.seq DESC))[1] AS client_ip,
-           (array_agg(left(COALESCE(s.context ->> 'userAgent', ''), 512)
-                      ORDER BY s.ts DESC, s.seq DESC))[1] AS user_agent,
-           max(s.ts) AS updated_at
+    SELECT DISTINCT ON (v.id) v.id AS visitor_id, s.site_id, s.ts,
+           s.context -> 'adIds' AS ids,
+           left(COALESCE(s.context ->> 'ip', ''), 45) AS client_ip,
+           left(COALESCE(s.context ->> 'userAgent', ''), 512) AS user_agent
     FROM {stage} s
     JOIN tracking_visitor v ON v.site_id = s.site_id AND v.anonymous_id = s.anonymous_id
     JOIN tracking_profile p ON p.id = v.profile_id
     JOIN tracking_site t ON t.id = s.site_id
     WHERE s.anonymous_id <> '' AND s.context ? 'adIds' AND {allows}
-    GROUP BY v.id
+    ORDER BY v.id, s.ts DESC, s.seq DESC
 ), upserted AS (
     INSERT INTO tracking_adidentifiers AS ai
         (visitor_id, site_id, {columns}, client_ip, user_agent, updated_at)
-    SELECT visitor_id, site_id, {coalesced}, client_ip, user_agent, updated_at FROM newest
+    SELECT n.visitor_id, n.site_id, {values}, n.client_ip, n.user_agent, n.ts
+    FROM newest n
     ON CONFLICT (visitor_id) DO UPDATE SET {updates},
         client_ip = COALESCE(NULLIF(EXCLUDED.client_ip, ''), ai.client_ip),
         user_agent = COALESCE(NULLIF(EXCLUDED.user_agent, ''), ai.user_agent),
         updated_at = EXCLUDED.updated_at
-    -- An offline queue's late event does not overwrite what a newer one stored.
+    -- An offline queue's late event does not overwrite what a newer one stored, and a
+    -- row is rewritten only for a changed value or once it is REFRESH old.
     WHERE ai.updated_at <= EXCLUDED.updated_at
+      AND ({changed} OR ai.updated_at < EXCLUDED.updated_at - %(refresh)s::interval)
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM deleted), (SELECT count(*) FROM upserted)
 """
+_NEW_OR_OLD = "COALESCE(NULLIF(EXCLUDED.{col}, ''), ai.{col})"
+_CHANGED = "(EXCLUDED.{col} <> '' AND EXCLUDED.{col} <> ai.{col})"
 
 
 def statement(stage: str, profiles: str) -> sql.Composed:
@@ -157,21 +164,19 @@ def statement(stage: str, profiles: str) -> sql.Composed:
         "profiles": sql.Identifier(profiles),
         "allows": sql.SQL(ALLOWS_ADVERTISING),
     }
+    columns = list(COLUMNS.values())
     return sql.SQL(UPSERT).format(
         **tables,
         delete=sql.SQL(DELETE_WITHDRAWN.strip()).format(**tables),
-        columns=sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS.values()),
+        columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
         values=sql.SQL(", ").join(
-            sql.SQL(_NEWEST.format(expr=_ID.format(key=k)) + " AS {}").format(sql.Identifier(c))
-            for k, c in COLUMNS.items()
-        ),
-        # A new row has '' for what it never had; an update keeps the stored value.
-        coalesced=sql.SQL(", ").join(
-            sql.SQL("COALESCE({}, '')").format(sql.Identifier(c)) for c in COLUMNS.values()
+            sql.SQL("COALESCE(n.ids ->> {}, '')").format(sql.Literal(k)) for k in COLUMNS
         ),
         updates=sql.SQL(", ").join(
-            sql.SQL("{} = " + _NEW_OR_OLD.format(col=c)).format(sql.Identifier(c))
-            for c in COLUMNS.values()
+            sql.SQL("{} = " + _NEW_OR_OLD.format(col=c)).format(sql.Identifier(c)) for c in columns
+        ),
+        changed=sql.SQL(" OR ").join(
+            sql.SQL(_CHANGED.format(col=c)) for c in [*columns, "client_ip", "user_agent"]
         ),
     )
 
@@ -184,6 +189,6 @@ def store(cursor, *, stage: str, profiles: str) -> tuple[int, int]:
     after profiles' consent and GPC are updated from the batch, so a person's last
     word in the batch decides.
     """
-    cursor.execute(statement(stage, profiles))
+    cursor.execute(statement(stage, profiles), {"refresh": REFRESH})
     deleted, written = cursor.fetchone()
     return deleted, written

@@ -181,16 +181,33 @@ def test_the_newest_event_decides_and_a_missing_id_keeps_its_stored_value():
     site = make_site()
     t0 = datetime.now(UTC) - timedelta(minutes=10)
     new_fbp = "fb.1.1700000000000.42"
+    store(site, with_ids({"fbp": FBP, "gclid": GCLID}, timestamp=t0.isoformat()))
+    # In one batch, the newest of the browser's events gives the ids.
     store(
         site,
-        with_ids({"fbp": FBP, "gclid": GCLID}, timestamp=t0.isoformat()),
-        with_ids({"fbp": new_fbp}, timestamp=(t0 + timedelta(minutes=1)).isoformat()),
+        with_ids({"fbp": new_fbp}, timestamp=(t0 + timedelta(minutes=2)).isoformat()),
+        with_ids({"fbp": FBP}, timestamp=(t0 + timedelta(minutes=1)).isoformat()),
     )
     row = ids_of(site)
     assert (row.fbp, row.gclid) == (new_fbp, GCLID)
+    assert row.updated_at == t0 + timedelta(minutes=2)
     # A late event from an offline queue does not overwrite the newer values.
     store(site, with_ids({"fbp": FBP}, timestamp=(t0 - timedelta(minutes=5)).isoformat()))
     assert ids_of(site).fbp == new_fbp
+
+
+@pytest.mark.django_db
+def test_an_unchanged_browser_is_not_rewritten_until_its_row_is_five_minutes_old():
+    site = make_site()
+    t0 = datetime.now(UTC) - timedelta(minutes=30)
+    store(site, with_ids(timestamp=t0.isoformat()))
+    store(site, with_ids(timestamp=(t0 + timedelta(minutes=1)).isoformat()))
+    assert ids_of(site).updated_at == t0
+    store(site, with_ids(timestamp=(t0 + timedelta(minutes=6)).isoformat()))
+    assert ids_of(site).updated_at == t0 + timedelta(minutes=6)
+    # A changed value is written at once.
+    store(site, with_ids({"gclid": "new-click"}, timestamp=(t0 + timedelta(minutes=7)).isoformat()))
+    assert (ids_of(site).gclid, ids_of(site).fbp) == ("new-click", FBP)
 
 
 @pytest.mark.django_db
