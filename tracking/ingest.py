@@ -22,10 +22,13 @@ import hmac
 import ipaddress
 import json
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
+
+from tracking import ad_ids
 
 MAX_BODY_BYTES = 512 * 1024  # a whole request, after gzip decompression
 MAX_EVENT_BYTES = 32 * 1024  # one event, as JSON
@@ -243,6 +246,22 @@ def _consent(context: dict, path: str) -> dict | None:
     return result
 
 
+def _keep_ad_ids(
+    context: dict, *, gpc: bool, consent: dict | None, dropped: Counter[str] | None
+) -> None:
+    """`context.adIds` reduced to the identifiers of the documented form (tracking.ad_ids);
+    an invalid one is dropped and counted, never a refusal of the event. An event that
+    itself refuses advertising or carries GPC keeps none."""
+    raw = context.pop("adIds", None)
+    if gpc or (consent or {}).get("advertising") is False:
+        return
+    kept, invalid = ad_ids.clean(raw)
+    if kept:
+        context["adIds"] = kept
+    if invalid and dropped is not None:
+        dropped["ad_id_invalid"] += invalid
+
+
 def normalize_event(
     raw: Any,
     *,
@@ -253,8 +272,13 @@ def normalize_event(
     client_ip: str,
     default_type: str | None = None,
     check_size: bool = True,
+    dropped: Counter[str] | None = None,
 ) -> dict | None:
-    """One Segment call → envelope. Returns None for a bot (dropped, counted)."""
+    """One Segment call → envelope. Returns None for a bot (dropped, counted).
+
+    `dropped` counts what was left out of the event on purpose, by reason (invalid
+    ad identifiers), for the caller to record.
+    """
     if not isinstance(raw, dict):
         raise IngestError(400, "must be a JSON object", path)
     if check_size and len(json.dumps(raw, separators=(",", ":"))) > MAX_EVENT_BYTES:
@@ -346,6 +370,8 @@ def normalize_event(
 
     gpc = context.get("gpc") is True
     tz = context.get("timezone") if isinstance(context.get("timezone"), str) else ""
+    consent = _consent(context, path)
+    _keep_ad_ids(context, gpc=gpc, consent=consent, dropped=dropped)
 
     return {
         "site_id": key.site_id,
@@ -362,7 +388,7 @@ def normalize_event(
         "context": context,
         "email": email,
         "email_verified": email_verified,
-        "consent": _consent(context, path),
+        "consent": consent,
         "gpc": gpc,
         "timezone": tz[:64],
         # Times before 1971 would land among the key index's sentinels (storage.NO_TIME,
@@ -379,8 +405,12 @@ def parse_batch(
     client_ip: str,
     single_type: str | None,
     body_size: int | None = None,
+    dropped: Counter[str] | None = None,
 ) -> tuple[list[dict], int]:
-    """A request body → (envelopes, bots dropped). `single_type` for /v1/track etc."""
+    """A request body → (envelopes, bots dropped). `single_type` for /v1/track etc.
+
+    `dropped` (optional) counts parts of events left out on purpose, by reason.
+    """
     if not isinstance(payload, dict):
         raise IngestError(400, "the body must be a JSON object", "body")
     sent_at = parse_time(payload["sentAt"], "sentAt") if payload.get("sentAt") else None
@@ -408,6 +438,7 @@ def parse_batch(
             default_type=single_type,
             # No single event can pass the limit when the whole body is under it.
             check_size=body_size is None or body_size > MAX_EVENT_BYTES,
+            dropped=dropped,
         )
         if event is None:
             bots += 1

@@ -30,6 +30,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
+from tracking import ad_ids
 from tracking.signals import events_stored, profiles_merged
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,8 @@ WITH inserted AS (
                                 user_id, timestamp, received_at, properties, context)
     SELECT site_id, profile_id, message_id, type, name, anonymous_id, user_id, ts, received_at,
            CASE WHEN type = 'identify' THEN traits ELSE properties END,
-           context
+           -- ad ids are kept per browser only (tracking.ad_ids), where withdrawal deletes them
+           context - 'adIds'
     FROM {STAGED} ORDER BY seq
     RETURNING id, site_id, profile_id, type, name, anonymous_id, user_id, timestamp, properties
 )
@@ -399,6 +401,8 @@ def store_rows(chunks: list[bytes], received: int, *, now: datetime) -> StoreRes
             cursor.execute(PROFILE_CHANGES)
             cursor.execute(UPDATE_PROFILES, granularity)
             cursor.execute(UPDATE_SITES)
+            # After profiles' consent and GPC: the person's last word in the batch decides.
+            ad_ids.store(cursor, stage="_stage", profiles="_profile_of")
             events_stored.send(sender=store_events, table="_stored", count=stored, now=now)
         cursor.execute(DROP_TEMP_TABLES)
     return StoreResult(received=received, stored=stored, identity_changes=changes)

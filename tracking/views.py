@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from collections import Counter
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -106,12 +107,15 @@ def record(
     Raises IngestError, buffer.RateLimited or buffer.StorageUnavailable.
     """
     received_at = datetime.now(UTC)
+    dropped: Counter[str] = Counter()  # parts of events left out (invalid ad ids)
     events, bots = parse_batch(
         payload, key=key, received_at=received_at, client_ip=ip, single_type=single_type,
-        body_size=body_size,
+        body_size=body_size, dropped=dropped,
     )  # fmt: skip
     if bots:
         buffer.count_dropped(key.site_id, "bot", bots, received_at.date().isoformat())
+    for reason, n in dropped.items():
+        buffer.count_dropped(key.site_id, reason, n, received_at.date().isoformat())
     buffer.accept(
         events, site_id=key.site_id, site_limit=key.events_per_minute, client_key=ip or "-"
     )

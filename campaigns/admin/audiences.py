@@ -15,6 +15,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timezone import now as tz_now
 from django.views.decorators.http import require_POST
 
+from campaigns import audiences
 from campaigns.audiences import delivery, exports
 from campaigns.audiences.history import member_history, members_now
 from campaigns.models import Audience, AudienceMember, AudienceRule, Delivery, Destination
@@ -42,11 +43,11 @@ class AudienceAdmin(admin.ModelAdmin):
     list_filter = ["site"]
     search_fields = ["name"]
     inlines = [AudienceRuleInline]
-    readonly_fields = ["exports", "members_over_time"]
+    readonly_fields = ["exports", "members_over_time", "platform_reach"]
     fieldsets = [
         (None, {"fields": ["site", "name", "lifetime_days", "remove_on_conversion"]}),
         ("Members", {"fields": ["members_over_time"]}),
-        ("Ad platforms", {"fields": ["include_hashed_emails", "exports"]}),
+        ("Ad platforms", {"fields": ["platform_reach", "include_hashed_emails", "exports"]}),
         ("On-site tag (fired by tags.js for members, once per session)",
          {"fields": ["tag_type", "tag_url", "tag_event"]}),
     ]  # fmt: skip
@@ -69,6 +70,19 @@ class AudienceAdmin(admin.ModelAdmin):
         context = {"audience": obj, "chart": members_chart(history), "history": history,
                    "days": CHART_DAYS}  # fmt: skip
         return mark_safe(render_to_string("admin/campaigns/audience/members_chart.html", context))  # noqa: S308 (escaped by the template)
+
+    @admin.display(description="reach on ad platforms")
+    def platform_reach(self, obj: Audience) -> str:
+        if not obj.pk:
+            return "Save the audience first."
+        reach = audiences.audience_reach(obj.pk)
+        return format_html(
+            '<p class="reach">{}</p><table class="reach"><tr><th>Current members</th><td>{}</td></tr>'
+            "<tr><th>Meta can match (Meta cookie or click id)</th><td>{}</td></tr>"
+            "<tr><th>Google can match (Analytics cookie or click id)</th><td>{}</td></tr>"
+            "<tr><th>With a hashed email</th><td>{}</td></tr></table>",
+            reach.sentence(), reach.members, reach.meta, reach.google, reach.hashed_email,
+        )  # fmt: skip
 
     @admin.display(description="Download")
     def exports(self, obj: Audience) -> str:

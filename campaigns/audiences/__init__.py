@@ -3,7 +3,8 @@
 Membership rows with an expiry and a change log (`membership`, the only writer of
 both), rules that fill audiences from events (`rules`), daily counts (`history`),
 exports in ad-platform formats (`exports`), outgoing delivery of the change log to
-signed webhooks (`delivery`), and the pull API and on-site tag endpoint (`api`).
+signed webhooks (`delivery`), the pull API and on-site tag endpoint (`api`), and how
+many members each ad platform can match (`reach`).
 
 Imports no other area. The names below are what other areas may use.
 """
@@ -16,10 +17,13 @@ from campaigns.audiences.membership import (
     leave_on_withdrawn_consent,
     remove_profiles,
 )
+from campaigns.audiences.reach import Reach, audience_reach
 
 __all__ = [
     "DayCount",
+    "Reach",
     "add_members",
+    "audience_reach",
     "leave_on_conversion",
     "leave_on_withdrawn_consent",
     "remove_profiles",

@@ -9,7 +9,8 @@ admin action and the API call it. It runs in one transaction:
   person is never mailed again, by any campaign;
 - messages keep their counts for reports but lose the address, and the dev
   mailbox copies and ESP events naming the address are deleted or blanked;
-- events, visitors, the profile, its enrollments and decisions are deleted.
+- events, visitors (with their ad identifiers), the profile, its enrollments and
+  decisions are deleted.
 
 It is idempotent: a second call finds nothing more to delete and says so.
 """
@@ -25,7 +26,13 @@ from django.db.models import Q
 from campaigns import audiences
 from campaigns.models import EmailCapLock, Message, Suppression
 from campaigns.models.email import DevMail, EmailEvent, email_hash
-from tracking.models import Event, Profile, Site, Visitor
+from tracking.models import AdIdentifiers, Event, Profile, Site, Visitor
+
+# What the access export shows of each browser's ad identifiers.
+AD_IDENTIFIER_FIELDS = (
+    "visitor__anonymous_id", "fbp", "fbc", "gclid", "gbraid", "wbraid", "ga_client_id",
+    "client_ip", "user_agent", "updated_at",
+)  # fmt: skip
 
 
 @dataclass
@@ -123,6 +130,13 @@ def export(site: Site, *, email: str = "", anonymous_id: str = "") -> dict:
             {
                 "profile": profile.as_json(),
                 "anonymousIds": list(profile.visitors.values_list("anonymous_id", flat=True)),
+                # Meta's and Google's ids of their browsers (never shown by a public endpoint:
+                # this is the person's own access request).
+                "adIdentifiers": list(
+                    AdIdentifiers.objects.filter(visitor__profile=profile)
+                    .order_by("visitor_id")
+                    .values(*AD_IDENTIFIER_FIELDS)
+                ),
                 "events": [
                     {
                         "messageId": e.message_id,

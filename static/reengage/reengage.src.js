@@ -40,15 +40,17 @@
       if (v !== null) s.setItem(k, v);
     } catch (e) {}
   };
-  const cookie = (k) => {
-    const m = d.cookie.match('(?:^|; )rg_' + k + '=([^;]*)');
-    return m && decodeURIComponent(m[1]);
+  const jar = (k) => {
+    const m = d.cookie.match('(?:^|; )' + k + '=([^;]*)');
+    return m ? decodeURIComponent(m[1]) : undefined;
   };
-  const bake = (k, v, age, x) =>
+  const cookie = (k) => jar('rg_' + k);
+  const crumb = (k, v, age, x) =>
     (d.cookie =
-      `rg_${k}=${encodeURIComponent(v)};Path=/;SameSite=Lax;Max-Age=${age}` +
+      `${k}=${encodeURIComponent(v)};Path=/;SameSite=Lax;Max-Age=${age}` +
       (x ? ';Domain=' + x : '') +
       (loc.protocol == 'https:' ? ';Secure' : ''));
+  const bake = (k, v, age, x) => crumb('rg_' + k, v, age, x);
   // Candidate cookie domains, widest first ("example.com" before
   // "shop.example.com") so every subdomain shares one visitor; the browser
   // refuses public suffixes like "co.uk". '' = this host only.
@@ -85,13 +87,36 @@
     mem = q.slice(-MAX);
     ls('q', JSON.stringify(mem));
   };
-  const allowed = () =>
-    conf && !gpc && (conf.consentMode == 'opt-in' ? cst.analytics === true : cst.analytics !== false);
+  const permits = (p) => conf && !gpc && (conf.consentMode == 'opt-in' ? cst[p] === true : cst[p] !== false);
+  const allowed = () => permits('analytics');
   const wipe = () => {
     held = [];
     mem = [];
     aid = uid = 0;
-    ['aid', 'uid', 'q', 'cst'].forEach(del);
+    ['aid', 'uid', 'q', 'cst', 'ad'].forEach(del);
+  };
+
+  // --- the ad platforms' own ids (docs/audiences.md), only where advertising is allowed
+  const CLICKS = ['gclid', 'gbraid', 'wbraid'];
+  // Meta's _fbp/_fbc and Google's _ga cookies, and the click ids of the event's landing
+  // URL, remembered (rg_ad) for the cookie's life so later events carry them too.
+  const adIds = (search) => {
+    const s = new URLSearchParams(search);
+    const r = parse(get('ad')) || {};
+    const f = s.get('fbclid');
+    let c = jar('_fbc');
+    if (f && /^[\w-]+$/.test(f) && !(c && c.split('.')[3] == f)) {
+      // As Meta's pixel would: fb.<subdomainIndex>.<creation time ms>.<fbclid>, on the
+      // widest domain (index: 'com' = 0, 'example.com' = 1), for 90 days.
+      c = `fb.${dom ? dom.split('.').length - 1 : 1}.${Date.now()}.${f}`;
+      crumb('_fbc', c, 7776e3, dom);
+    }
+    if (c) r.fbc = c;
+    if (CLICKS.some((k) => s.get(k))) CLICKS.forEach((k) => (r[k] = s.get(k) || undefined));
+    if (Object.keys(r).length) set('ad', JSON.stringify(r));
+    // _ga is GA1.1.<random>.<timestamp>; the client id is its last two parts.
+    const ga = /^GA\d\.\d+\.(\d+\.\d+)$/.exec(jar('_ga'));
+    return Object.assign({ fbp: jar('_fbp'), gaClientId: ga ? ga[1] : undefined }, r);
   };
   // Moves calls from memory to the outbox once settings and consent allow it.
   const gate = () => {
@@ -115,10 +140,13 @@
     }
     if (uid) set('uid', uid);
     if (Object.keys(cst).length) set('cst', JSON.stringify(cst));
+    const ads = permits('advertising');
+    if (!ads && get('ad')) del('ad');
     const q = load();
     held.splice(0).forEach((e) => {
       e.anonymousId = aid;
       e.context.consent = Object.assign({}, cst);
+      if (ads) e.context.adIds = adIds(e.context.page.search);
       q.push(e);
     });
     save(q);

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -16,7 +16,7 @@ from campaigns.models.email import email_hash
 from campaigns.people.privacy import forget
 from tests.factories import make_site, segment_event
 from tracking.ingest import SiteKey, parse_batch
-from tracking.models import Event, Profile, Visitor
+from tracking.models import AdIdentifiers, Event, Profile, Visitor
 from tracking.storage import store_events
 
 pytestmark = pytest.mark.django_db
@@ -178,3 +178,45 @@ def test_the_admin_erases_and_exports_the_selected_people(admin_client, site, an
     assert "Erased 1 people" in erased.content.decode()
     assert not Profile.objects.filter(id=ann.id).exists()
     assert Suppression.objects.filter(site=site, reason="erased").exists()
+
+
+# --- the ad platforms' ids (tracking.AdIdentifiers) -------------------------------------
+
+FBP = "fb.1.1596403881668.1116446470"
+GA_CLIENT_ID = "1197596843.1673515099"
+
+
+def test_an_erased_persons_ad_identifiers_are_gone_and_others_stay(site, ann):
+    store(
+        site,
+        segment_event(anonymousId="ann-phone", context={"adIds": {"fbp": FBP}}),
+        segment_event(anonymousId="bob", context={"adIds": {"gaClientId": GA_CLIENT_ID}}),
+    )
+    assert AdIdentifiers.objects.filter(site=site).count() == 2
+    forget(site, email="ann@example.com", now=NOW)
+    assert list(AdIdentifiers.objects.filter(site=site).values_list("ga_client_id", flat=True)) == [
+        GA_CLIENT_ID
+    ]
+
+
+def test_the_access_export_holds_the_persons_own_ad_identifiers(client, site, ann):
+    store(site, segment_event(anonymousId="ann-laptop", context={"adIds": {"fbp": FBP}}))
+    person = client.get(
+        "/api/v1/privacy/person?email=ann@example.com", **auth(site.secret_key)
+    ).json()["people"][0]
+    [ids] = person["adIdentifiers"]
+    assert (ids["visitor__anonymous_id"], ids["fbp"], ids["client_ip"]) == (
+        "ann-laptop",
+        FBP,
+        "192.0.2.0",
+    )
+
+
+def test_anonymising_an_inactive_person_drops_their_ad_identifiers(site, ann):
+    from campaigns.people.privacy import anonymise_inactive_profiles
+
+    store(site, segment_event(anonymousId="ann-phone", context={"adIds": {"fbp": FBP}}))
+    assert AdIdentifiers.objects.get(site=site).fbp == FBP
+    Profile.objects.filter(id=ann.id).update(last_seen_at=NOW - timedelta(days=800))
+    anonymise_inactive_profiles(now=NOW, inactive_days=730)
+    assert not AdIdentifiers.objects.filter(site=site).exists()
