@@ -413,3 +413,12 @@ def test_a_proof_on_a_track_call_proves_its_user_id(client, site, victim):
         "event": "Product Viewed", "context": {"user_hash": site.identity_proof("victim")}})  # fmt: skip
     assert profile_of(site, "vic-phone") == unchanged(victim)
     assert claims_of(site, "vic-phone")[0]["trust"] == 1
+
+
+def test_the_documented_test_vector_is_the_proof_ingest_checks():
+    from pathlib import Path
+
+    from tracking.trust import identity_proof
+
+    docs = (Path(__file__).parents[2] / "docs" / "snippet.md").read_text()
+    assert f"`{identity_proof('sk_test', '42', 'Ada@Example.com')}`" in docs
