@@ -30,7 +30,17 @@ class SiteAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "domains", "timezone", "postal_address"]}),
         ("Privacy", {"fields": ["consent_mode", "anonymize_ip", "retention_days", "cookie_days"]}),
-        ("Ingest", {"fields": ["events_per_minute", "browser_order_revenue", "last_event_at"]}),
+        (
+            "Ingest",
+            {
+                "fields": [
+                    "events_per_minute",
+                    "require_identity_proof",
+                    "browser_order_revenue",
+                    "last_event_at",
+                ]
+            },
+        ),
         (
             "Keys and install",
             {"fields": ["write_key", "secret_key_masked", "snippet", "created_at"]},

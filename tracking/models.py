@@ -104,6 +104,14 @@ class Site(models.Model):
     # The write key is public: an Order Completed sent from a browser states any revenue
     # it likes. Off (the default), only secret-key orders carry revenue into reports;
     # browser orders still count as conversions (docs/security.md, "Trust model").
+    require_identity_proof = models.BooleanField(
+        "Require the identity proof for every userId",
+        default=False,
+        db_default=False,
+        help_text="Turn on once your pages send user_hash with every identify: a browser call "
+        "without it then never gives its browser a userId, not even a new one. Off: a browser "
+        "may claim a userId nobody has used yet (a first sign-in of an older install).",
+    )
     browser_order_revenue = models.BooleanField(
         "Credit revenue from browser orders",
         default=False,

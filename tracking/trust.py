@@ -22,11 +22,11 @@ stitched or profile updated):
   own browser only (userId and previousId cleared, the claim kept in
   `context.unproven`), so its traits, consent, GPC, email, cart and goals land on the
   browser's own profile and no identity is linked. A userId nobody has used yet may
-  still be claimed by a browser (a first login with no proof; old installs) -- such a
-  profile is marked `user_id_proven = false`, and the first proven or secret-key call
-  for that userId takes the userId away from it unless it confirms the claim (see
-  `CLAIMS`), so a stranger cannot prepare a profile for a userId before its owner
-  arrives.
+  still be claimed by a browser (a first login with no proof; old installs) unless the
+  site requires the proof -- such a profile is marked `user_id_proven = false`, and the
+  first proven or secret-key call that gives that userId an email takes the userId away
+  from it unless it confirms the claim (see `CLAIMS`), so a stranger cannot prepare a
+  profile that a customer's emails would later use.
 
 The one exception for old installs: an email-only `user_hash` that matches the known
 person's own verified address (the shop's backend minted it for that person) counts
@@ -105,10 +105,15 @@ def classify(
 # demoted: unproven calls naming a known userId (unless an old email-only hash matches
 #   that person's own verified address), and unproven aliases of anything but the
 #   browser's own anonymous id, become calls of their browser only.
-# claims: a proven or secret-key call for a userId whose profile was only claimed by a
-#   browser either confirms the claim (the call's email is the claimed profile's
-#   verified address) or takes the userId away from it (the claimed profile stays its
-#   browsers' anonymous profile; the userId gets a new profile in this pass).
+#   Where the site requires the proof (`Site.require_identity_proof`), an unproven call
+#   naming any userId is demoted, known or not.
+# claims: a proven or secret-key call that gives an email to a userId whose profile was
+#   only claimed by a browser either confirms the claim (the email is the claimed
+#   profile's verified address) or takes the userId away from it (the claimed profile
+#   stays its browsers' anonymous profile; the userId gets a new profile in this pass).
+#   A call without an email (a server-side order) leaves the claim as it is: it cannot
+#   tell an old install's own first sign-in from a stranger's, and what it adds (an
+#   order) does not make the profile mail anyone new.
 CLAIMS = """
 WITH demoted AS (
     UPDATE _stage s SET
@@ -118,6 +123,8 @@ WITH demoted AS (
         user_id = '', previous_id = ''
     WHERE s.trust = 0 AND (
         (s.type = 'alias' AND s.previous_id <> s.anonymous_id)
+        OR (s.user_id <> '' AND EXISTS (
+            SELECT 1 FROM tracking_site t WHERE t.id = s.site_id AND t.require_identity_proof))
         OR (s.user_id <> '' AND EXISTS (
             SELECT 1 FROM tracking_profile p
             WHERE p.site_id = s.site_id AND p.user_id = s.user_id
@@ -134,7 +141,7 @@ WITH demoted AS (
                                 AND lower(q.email) = lower(s.email)), false) AS confirmed
         FROM _stage s
         JOIN tracking_profile q ON q.site_id = s.site_id AND q.user_id = s.user_id
-        WHERE s.trust > 0 AND s.user_id <> '' AND NOT q.user_id_proven
+        WHERE s.trust > 0 AND s.user_id <> '' AND s.email <> '' AND NOT q.user_id_proven
         GROUP BY s.site_id, s.user_id
     ) c
     WHERE p.site_id = c.site_id AND p.user_id = c.user_id

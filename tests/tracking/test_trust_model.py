@@ -294,6 +294,33 @@ def test_a_user_id_a_stranger_claimed_first_is_taken_back_by_the_shops_identify(
     assert cart_email_at_one_hour(site) == []
 
 
+def test_a_shops_order_for_a_user_id_an_old_install_claimed_still_ends_its_campaign(client, site):
+    # An old install: the browser's first sign-in claims the userId with the email-only
+    # hash; the shop's server then sends the order by userId alone. The order cannot tell
+    # that claim from a stranger's, so it leaves it be, and the customer is not emailed
+    # about a cart they bought.
+    campaign = make_campaign(site)
+    legacy = {"email": "ann@example.com", "user_hash": site.user_hash("ann@example.com")}
+    browser(client, site, "identify", {"userId": "ann", "anonymousId": "laptop", "traits": legacy})
+    browser(client, site, "track", {"anonymousId": "laptop", "event": "Product Added"})
+    server(client, site, "track", {"userId": "ann", "event": "Order Completed"})
+    person = Profile.objects.get(site=site, user_id="ann")
+    assert profile_of(site, "laptop") == person
+    enrollment = Enrollment.objects.get(campaign=campaign)
+    assert (enrollment.profile_id, enrollment.exit_reason) == (person.id, "converted")
+
+
+def test_where_the_site_requires_the_proof_a_browser_cannot_claim_even_a_new_user_id(client, site):
+    site.require_identity_proof = True
+    site.save(update_fields=["require_identity_proof"])
+    browser(client, site, "identify", {"userId": "u-1001", "anonymousId": "mal-browser"})
+    assert not Profile.objects.filter(site=site, user_id="u-1001").exists()
+    assert claims_of(site, "mal-browser")[0]["unproven"] == {"userId": "u-1001"}
+    browser(client, site, "identify", {"userId": "u-1001", "anonymousId": "laptop",
+        "traits": {"user_hash": site.identity_proof("u-1001")}})  # fmt: skip
+    assert profile_of(site, "laptop").user_id == "u-1001"
+
+
 # --- item 8: audience tags and browser revenue ----------------------------------------------
 
 

@@ -30,6 +30,19 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name="site",
+            name="require_identity_proof",
+            field=models.BooleanField(
+                db_default=False,
+                default=False,
+                help_text="Turn on once your pages send user_hash with every identify: a browser "
+                "call without it then never gives its browser a userId, not even a new one. Off: "
+                "a browser may claim a userId nobody has used yet (a first sign-in of an older "
+                "install).",
+                verbose_name="Require the identity proof for every userId",
+            ),
+        ),
+        migrations.AddField(
+            model_name="site",
             name="browser_order_revenue",
             field=models.BooleanField(
                 db_default=False,
