@@ -106,7 +106,10 @@ def classify(
 #   that person's own verified address), and unproven aliases of anything but the
 #   browser's own anonymous id, become calls of their browser only.
 #   Where the site requires the proof (`Site.require_identity_proof`), an unproven call
-#   naming any userId is demoted, known or not.
+#   naming any userId is demoted, known or not. Inside one batch, a userId that a proven
+#   call names counts as known too, with the proven call's email as the person's (a
+#   claim racing its owner's first sign-in in the same pass must not join them), and
+#   of several browsers claiming a new userId the first one wins.
 # claims: a proven or secret-key call that gives an email to a userId whose profile was
 #   only claimed by a browser either confirms the claim (the email is the claimed
 #   profile's verified address) or takes the userId away from it (the claimed profile
@@ -115,7 +118,14 @@ def classify(
 #   tell an old install's own first sign-in from a stranger's, and what it adds (an
 #   order) does not make the profile mail anyone new.
 CLAIMS = """
-WITH demoted AS (
+WITH batch_ids AS (
+    -- Each userId the batch names: whether a proven call names it too (and with which
+    -- emails), and the first browser to claim it without a proof.
+    SELECT site_id, user_id, bool_or(trust > 0) AS proven_here,
+           array_agg(lower(email)) FILTER (WHERE trust > 0 AND email <> '') AS proven_emails,
+           (array_agg(anonymous_id ORDER BY seq) FILTER (WHERE trust = 0))[1] AS first_claimer
+    FROM _stage WHERE user_id <> '' GROUP BY site_id, user_id
+), demoted AS (
     UPDATE _stage s SET
         context = s.context || jsonb_build_object('unproven', jsonb_strip_nulls(
             jsonb_build_object('userId', NULLIF(s.user_id, ''),
@@ -125,6 +135,11 @@ WITH demoted AS (
         (s.type = 'alias' AND s.previous_id <> s.anonymous_id)
         OR (s.user_id <> '' AND EXISTS (
             SELECT 1 FROM tracking_site t WHERE t.id = s.site_id AND t.require_identity_proof))
+        OR (s.user_id <> '' AND EXISTS (
+            SELECT 1 FROM batch_ids b WHERE b.site_id = s.site_id AND b.user_id = s.user_id
+              AND ((b.proven_here AND NOT COALESCE(
+                        s.email_verified AND lower(s.email) = ANY (b.proven_emails), false))
+                   OR b.first_claimer <> s.anonymous_id)))
         OR (s.user_id <> '' AND EXISTS (
             SELECT 1 FROM tracking_profile p
             WHERE p.site_id = s.site_id AND p.user_id = s.user_id

@@ -449,3 +449,43 @@ def test_the_documented_test_vector_is_the_proof_ingest_checks():
 
     docs = (Path(__file__).parents[2] / "docs" / "snippet.md").read_text()
     assert f"`{identity_proof('sk_test', '42', 'Ada@Example.com')}`" in docs
+
+
+def test_inside_one_batch_a_claim_racing_the_owners_first_sign_in_does_not_join_them(client, site):
+    def call(type_, body):
+        return {"messageId": str(uuid.uuid4()), "timestamp": datetime.now(UTC).isoformat(),
+                "type": type_, **body}  # fmt: skip
+
+    calls = [
+        call("identify", {"userId": "u-7", "anonymousId": "mal-browser",
+             "traits": {"first_name": "your account is LOCKED"}}),
+        call("identify", {"userId": "u-7", "anonymousId": "ann-laptop",
+             "traits": {"email": "ann@example.com",
+                        "user_hash": site.identity_proof("u-7", "ann@example.com")}}),
+        call("identify", {"userId": "u-8", "anonymousId": "first"}),
+        call("identify", {"userId": "u-8", "anonymousId": "second"}),
+        # An old install's sign-in next to the shop's own identify of the same address.
+        call("identify", {"userId": "u-9", "anonymousId": "old-laptop",
+             "traits": {"email": "bo@example.com", "user_hash": site.user_hash("bo@example.com")}}),
+    ]  # fmt: skip
+    auth = "Basic " + base64.b64encode(f"{site.write_key}:".encode()).decode()
+    response = client.post("/v1/batch", json.dumps({"batch": calls}),
+                           content_type="application/json", HTTP_AUTHORIZATION=auth)  # fmt: skip
+    assert response.status_code == 200
+    assert (
+        send(
+            client,
+            site.secret_key,
+            "identify",
+            {"userId": "u-9", "traits": {"email": "bo@example.com"}},
+        ).status_code
+        == 200
+    )
+    flush.flush_once()
+
+    ann = Profile.objects.get(site=site, user_id="u-7")
+    assert profile_of(site, "ann-laptop") == ann != profile_of(site, "mal-browser")
+    assert "first_name" not in ann.traits
+    assert profile_of(site, "first").user_id == "u-8"
+    assert profile_of(site, "second").user_id is None
+    assert profile_of(site, "old-laptop") == Profile.objects.get(site=site, user_id="u-9")
