@@ -342,6 +342,24 @@ def test_a_browser_that_claimed_a_known_user_id_gets_none_of_their_audience_tags
         {"audience": audience.id, "type": "image", "url": "https://ads.example/p.gif"}]  # fmt: skip
 
 
+def test_a_browser_that_only_claimed_a_new_user_id_gets_its_tags_once_the_shop_confirms(
+    client, site
+):
+    audience = Audience.objects.create(site=site, name="Tagged", tag_type="image",
+                                       tag_url="https://ads.example/p.gif")  # fmt: skip
+    legacy = {"email": "ann@example.com", "user_hash": site.user_hash("ann@example.com")}
+    browser(client, site, "identify", {"userId": "ann", "anonymousId": "laptop", "traits": legacy})
+    claimed = Profile.objects.get(site=site, user_id="ann")
+    membership.add_members([(audience.id, claimed.id)], now=datetime.now(UTC))
+
+    def tags():
+        return client.get(f"/v1/audiences/{site.write_key}/laptop").json()["tags"]
+
+    assert tags() == []
+    server(client, site, "identify", {"userId": "ann", "traits": {"email": "ann@example.com"}})
+    assert [t["audience"] for t in tags()] == [audience.id]
+
+
 def test_a_browser_order_counts_as_a_conversion_but_its_revenue_only_if_the_site_allows(
     client, site, victim
 ):
