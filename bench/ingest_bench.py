@@ -188,7 +188,7 @@ def flush_benchmark(site_id: int, n: int) -> dict:
             "type text, name text, anonymous_id text, user_id text, previous_id text, "
             "ts timestamptz, received_at timestamptz, properties jsonb, traits jsonb, "
             "context jsonb, email text, email_verified boolean, consent jsonb, gpc boolean, "
-            "timezone text, dedupe_at timestamptz)"
+            "timezone text, dedupe_at timestamptz, trust smallint)"
         )
         started = time.perf_counter()
         cursor.cursor.copy_expert(

@@ -79,9 +79,11 @@ def signup(request: HttpRequest) -> HttpResponse:
         if "@" not in email or len(email) > 254:
             context["error"] = "Please enter an email address."
         else:
+            user_id = "demo-" + email.lower()
             context["identified"] = {
-                "user_id": "demo-" + email.lower(),
+                "user_id": user_id,
                 "email": email,
-                "user_hash": context["site"].user_hash(email),
+                # The proof bound to the userId and email (docs/security.md, "Trust model").
+                "user_hash": context["site"].identity_proof(user_id, email),
             }
     return render(request, "demo/signup.html", context)

@@ -30,7 +30,17 @@ class SiteAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "domains", "timezone", "postal_address"]}),
         ("Privacy", {"fields": ["consent_mode", "anonymize_ip", "retention_days", "cookie_days"]}),
-        ("Ingest", {"fields": ["events_per_minute", "last_event_at"]}),
+        (
+            "Ingest",
+            {
+                "fields": [
+                    "events_per_minute",
+                    "require_identity_proof",
+                    "browser_order_revenue",
+                    "last_event_at",
+                ]
+            },
+        ),
         (
             "Keys and install",
             {"fields": ["write_key", "secret_key_masked", "snippet", "created_at"]},
@@ -66,6 +76,7 @@ class SiteAdmin(admin.ModelAdmin):
             "examples": install.install_examples(settings.PUBLIC_URL),
             "secret_variable": install.SECRET_KEY_VARIABLE,
             "example_email": install.EXAMPLE_EMAIL,
+            "example_user_id": install.EXAMPLE_USER_ID,
             "last_event": install.last_event(site, timezone.now()),
             "last_event_url": reverse("admin:tracking_site_last_event", args=[site.pk]),
         }

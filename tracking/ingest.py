@@ -11,13 +11,13 @@ holds and what `tracking.storage.store_events` writes:
     site_id, message_id, type, name, anonymous_id, user_id, previous_id,
     timestamp, received_at (ISO-8601 UTC), properties, traits, context (dicts),
     email (str or ""), email_verified (bool), consent (dict or None), gpc (bool),
+    trust (tracking.trust: 0 browser, 1 proven browser, 2 secret key),
     timezone (str), dedupe_at (the timestamp as the client sent it, before any skew
     correction, or None: with site_id and message_id, the dedupe key)
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from tracking import ad_ids
+from tracking import ad_ids, trust
 
 MAX_BODY_BYTES = 512 * 1024  # a whole request, after gzip decompression
 MAX_EVENT_BYTES = 32 * 1024  # one event, as JSON
@@ -119,15 +119,10 @@ class SiteKey:
         return False
 
     def verify_user_hash(self, email: str, given: str) -> bool:
-        message = email.strip().lower().encode()
-        # compare_digest refuses str with non-ASCII characters (a TypeError, so a 500);
-        # no such string is a hex digest anyway.
+        """Whether `given` is the old, email-only user_hash of `email` (tracking.trust)."""
         if not given.isascii():
             return False
-        return any(
-            hmac.compare_digest(hmac.new(k.encode(), message, hashlib.sha256).hexdigest(), given)
-            for k in self.secret_keys
-        )
+        return any(hmac.compare_digest(trust.email_hash(k, email), given) for k in self.secret_keys)
 
 
 def parse_time(value: Any, field: str) -> datetime:
@@ -344,9 +339,8 @@ def normalize_event(
     else:
         context.pop("ip", None)
 
-    # Email: verified only from the secret key or with a valid user_hash.
+    # Email and identity: what the call proves decides what it may change (tracking.trust).
     email = ""
-    email_verified = False
     raw_email = traits.get("email") if event_type == "identify" else None
     hash_field = (
         f"{path}.traits.user_hash" if traits.get("user_hash") else f"{path}.context.user_hash"
@@ -356,17 +350,27 @@ def normalize_event(
         if not isinstance(raw_email, str) or "@" not in raw_email or len(raw_email) > 254:
             raise IngestError(400, "is not an email address", f"{path}.traits.email")
         email = raw_email.strip()
-        if key.trusted:
-            email_verified = True
-        elif isinstance(user_hash, str) and user_hash:
-            if not key.verify_user_hash(email, user_hash.strip().lower()):
-                raise IngestError(
-                    400,
-                    "does not match the email (HMAC-SHA256 of the lower-cased email "
-                    "under the site's secret key)",
-                    hash_field,
-                )
-            email_verified = True
+    if user_hash is not None and not isinstance(user_hash, str):
+        raise IngestError(400, "must be a string (hex HMAC-SHA256)", hash_field)
+    verdict = trust.classify(
+        trusted=key.trusted,
+        secret_keys=key.secret_keys,
+        event_type=event_type,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        previous_id=previous_id,
+        email=email,
+        user_hash=user_hash or "",
+    )
+    if verdict is None:
+        raise IngestError(
+            400,
+            "does not match: it must be the hex HMAC-SHA256, under the site's secret key, of "
+            'userId + "\\n" + the lower-cased email (empty without one); or, for an identify '
+            "with an email, of the lower-cased email alone (the older form)",
+            hash_field,
+        )
+    trust_level, email_verified = verdict
 
     gpc = context.get("gpc") is True
     tz = context.get("timezone") if isinstance(context.get("timezone"), str) else ""
@@ -388,6 +392,7 @@ def normalize_event(
         "context": context,
         "email": email,
         "email_verified": email_verified,
+        "trust": trust_level,
         "consent": consent,
         "gpc": gpc,
         "timezone": tz[:64],

@@ -24,6 +24,7 @@ from tracking.models import Event, Site
 SECRET_KEY_VARIABLE = "REENGAGE_SECRET_KEY"  # noqa: S105 (the name of the variable)
 # Mixed case on purpose: the examples show that user_hash lower-cases the address.
 EXAMPLE_EMAIL = "Ada@Example.com"
+EXAMPLE_USER_ID = "user-42"
 WAITING = "No events yet — waiting…"
 
 
@@ -44,7 +45,7 @@ EXAMPLES = [
 
 
 def install_examples(public_url: str) -> list[Example]:
-    context = {"api": public_url.rstrip("/"), "email": EXAMPLE_EMAIL}
+    context = {"api": public_url.rstrip("/"), "email": EXAMPLE_EMAIL, "user_id": EXAMPLE_USER_ID}
     return [
         Example(key, label, how_to_run, render_to_string(template, context))
         for key, label, how_to_run, template in EXAMPLES

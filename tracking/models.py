@@ -12,8 +12,6 @@ read-only for the admin and reports. Writes go through `tracking.storage`.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from datetime import timedelta
 
@@ -103,6 +101,25 @@ class Site(models.Model):
     events_per_minute = models.PositiveIntegerField(
         default=60_000, help_text="Rate limit for this site's ingest, in events per minute."
     )
+    # The write key is public: an Order Completed sent from a browser states any revenue
+    # it likes. Off (the default), only secret-key orders carry revenue into reports;
+    # browser orders still count as conversions (docs/security.md, "Trust model").
+    require_identity_proof = models.BooleanField(
+        "Require the identity proof for every userId",
+        default=False,
+        db_default=False,
+        help_text="Turn on once your pages send user_hash with every identify: a browser call "
+        "without it then never gives its browser a userId, not even a new one. Off: a browser "
+        "may claim a userId nobody has used yet (a first sign-in of an older install).",
+    )
+    browser_order_revenue = models.BooleanField(
+        "Credit revenue from browser orders",
+        default=False,
+        db_default=False,
+        help_text="Count the revenue of Order Completed events sent from the browser (the "
+        "public write key). Off: only orders your server sends with the secret key carry "
+        "revenue; browser orders still count as conversions.",
+    )
     created_at = models.DateTimeField(default=tz_now, editable=False)
     last_event_at = models.DateTimeField(null=True, blank=True, editable=False)
 
@@ -157,10 +174,17 @@ class Site(models.Model):
         return new
 
     def user_hash(self, email: str) -> str:
-        """The HMAC a site's backend computes to prove an email belongs to the visitor."""
-        return hmac.new(
-            self.secret_key.encode(), email.strip().lower().encode(), hashlib.sha256
-        ).hexdigest()
+        """The old, email-only proof: verifies an email, never an identity (tracking.trust)."""
+        from tracking.trust import email_hash
+
+        return email_hash(self.secret_key, email)
+
+    def identity_proof(self, user_id: str, email: str = "") -> str:
+        """The `user_hash` a site's backend computes for a browser call naming `user_id`
+        (and `email`): HMAC-SHA256 of userId + newline + lower-cased email (tracking.trust)."""
+        from tracking.trust import identity_proof
+
+        return identity_proof(self.secret_key, user_id, email)
 
 
 class Profile(models.Model):
@@ -168,6 +192,9 @@ class Profile(models.Model):
 
     site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="profiles")
     user_id = models.CharField(max_length=200, null=True, blank=True)
+    # False when only a browser's unproven claim gave this profile its user_id: the first
+    # proven or secret-key call for the userId confirms or ends that claim (tracking.trust).
+    user_id_proven = models.BooleanField(default=False, db_default=False)
     email = models.EmailField(max_length=254, null=True, blank=True)
     email_verified = models.BooleanField(
         default=False,
@@ -293,6 +320,9 @@ class Event(models.Model):
     received_at = models.DateTimeField()
     properties = models.JSONField(default=dict)
     context = models.JSONField(default=dict)
+    # What the call proved (tracking.trust): 0 a browser's claim, 1 a browser with a proof
+    # bound to its userId, 2 the secret key. Rows stored before migration 0011 are 0.
+    trust = models.SmallIntegerField(default=0)
 
     class Meta:
         managed = False

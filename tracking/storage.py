@@ -30,7 +30,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
-from tracking import ad_ids
+from tracking import ad_ids, trust
 from tracking.signals import events_stored, profiles_merged
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,11 @@ LAST_SEEN_GRANULARITY = "5 minutes"
 STAGE_COLUMNS = (
     "site_id", "message_id", "type", "name", "anonymous_id", "user_id", "previous_id",
     "ts", "received_at", "properties", "traits", "context", "email", "email_verified",
-    "consent", "gpc", "timezone", "dedupe_at",
+    "consent", "gpc", "timezone", "dedupe_at", "trust",
 )  # fmt: skip
 # A stream entry's rows carry this format; entries written before `dedupe_at` (format 1,
-# no `f` field) are converted by `upgrade_rows`.
-ROWS_FORMAT = 2
+# no `f` field) or before `trust` (format 2) are converted by `upgrade_rows`.
+ROWS_FORMAT = 3
 
 # Every temporary table a pass creates. ON COMMIT DROP is not enough inside an outer
 # transaction (tests, callers that batch several stores), so a pass drops them before
@@ -64,7 +64,8 @@ CREATE TEMP TABLE _stage (
     previous_id text NOT NULL, ts timestamptz NOT NULL, received_at timestamptz NOT NULL,
     properties jsonb NOT NULL, traits jsonb NOT NULL, context jsonb NOT NULL,
     email text NOT NULL, email_verified boolean NOT NULL, consent jsonb,
-    gpc boolean NOT NULL, timezone text NOT NULL, dedupe_at timestamptz
+    gpc boolean NOT NULL, timezone text NOT NULL, dedupe_at timestamptz,
+    trust smallint NOT NULL
 ) ON COMMIT DROP;
 -- The joins below need statistics on these columns only, and a small sample serves
 -- (ANALYZE reads 300 rows per point of the target: 3,000 instead of 30,000).
@@ -74,7 +75,8 @@ ALTER TABLE _stage ALTER site_id SET STATISTICS 10, ALTER message_id SET STATIST
 CREATE TEMP TABLE _fresh (seq int) ON COMMIT DROP;
 CREATE TEMP TABLE _stored (
     id bigint, site_id bigint, profile_id bigint, type text, name text,
-    anonymous_id text, user_id text, timestamp timestamptz, properties jsonb
+    anonymous_id text, user_id text, timestamp timestamptz, properties jsonb,
+    trust smallint
 ) ON COMMIT DROP;
 """
 
@@ -145,11 +147,12 @@ DROP_DUPLICATES = (
 
 # (anonymous id, user id) pairs whose current mapping differs from the batch's.
 CHANGED_PAIRS = """
-SELECT site_id, anon, user_id, is_alias FROM (
-    SELECT DISTINCT ON (site_id, anon, user_id) site_id, anon, user_id, is_alias, seq
+SELECT site_id, anon, user_id, is_alias, proven FROM (
+    SELECT DISTINCT ON (site_id, anon, user_id) site_id, anon, user_id, is_alias, seq,
+           bool_or(proven) OVER (PARTITION BY site_id, anon, user_id) AS proven
     FROM (
         SELECT site_id, CASE WHEN type = 'alias' THEN previous_id ELSE anonymous_id END AS anon,
-               user_id, type = 'alias' AS is_alias, seq
+               user_id, type = 'alias' AS is_alias, seq, trust > 0 AS proven
         FROM _stage WHERE user_id <> ''
     ) raw
     WHERE anon <> ''
@@ -177,18 +180,18 @@ LEFT JOIN tracking_visitor v ON v.site_id = a.site_id AND v.anonymous_id = a.ano
 """
 
 NEW_VISITORS = """
-INSERT INTO tracking_profile (id, site_id, user_id, email, email_verified, traits, consent,
-                              gpc, timezone, first_seen_at, last_seen_at)
-SELECT profile_id, site_id, NULL, NULL, false, '{}', '{}', false, '', first_ts, last_ts
+INSERT INTO tracking_profile (id, site_id, user_id, user_id_proven, email, email_verified,
+                              traits, consent, gpc, timezone, first_seen_at, last_seen_at)
+SELECT profile_id, site_id, NULL, false, NULL, false, '{}', '{}', false, '', first_ts, last_ts
 FROM _anon WHERE visitor_id IS NULL;
 INSERT INTO tracking_visitor (site_id, anonymous_id, profile_id, first_seen_at, last_seen_at)
 SELECT site_id, anonymous_id, profile_id, first_ts, last_ts FROM _anon WHERE visitor_id IS NULL;
 """
 
 NEW_USER_PROFILES = """
-INSERT INTO tracking_profile (site_id, user_id, email, email_verified, traits, consent, gpc,
-                              timezone, first_seen_at, last_seen_at)
-SELECT site_id, user_id, NULL, false, '{}', '{}', false, '', min(ts), max(ts)
+INSERT INTO tracking_profile (site_id, user_id, user_id_proven, email, email_verified, traits,
+                              consent, gpc, timezone, first_seen_at, last_seen_at)
+SELECT site_id, user_id, bool_or(trust > 0), NULL, false, '{}', '{}', false, '', min(ts), max(ts)
 FROM _stage s
 WHERE user_id <> '' AND NOT EXISTS (
     SELECT 1 FROM tracking_profile p WHERE p.site_id = s.site_id AND p.user_id = s.user_id)
@@ -211,13 +214,14 @@ STAGED = "(_stage JOIN _profile_of USING (seq))"
 INSERT_EVENTS = f"""
 WITH inserted AS (
     INSERT INTO tracking_event (site_id, profile_id, message_id, type, name, anonymous_id,
-                                user_id, timestamp, received_at, properties, context)
+                                user_id, timestamp, received_at, properties, context, trust)
     SELECT site_id, profile_id, message_id, type, name, anonymous_id, user_id, ts, received_at,
            CASE WHEN type = 'identify' THEN traits ELSE properties END,
            -- ad ids are kept per browser only (tracking.ad_ids), where withdrawal deletes them
-           context - 'adIds'
+           context - 'adIds', trust
     FROM {STAGED} ORDER BY seq
-    RETURNING id, site_id, profile_id, type, name, anonymous_id, user_id, timestamp, properties
+    RETURNING id, site_id, profile_id, type, name, anonymous_id, user_id, timestamp, properties,
+              trust
 )
 INSERT INTO _stored SELECT * FROM inserted
 """
@@ -251,11 +255,15 @@ WITH seen AS (
     FROM {staged} s, jsonb_each(s.consent) c
     WHERE s.consent IS NOT NULL AND s.profile_id IS NOT NULL GROUP BY s.profile_id
 ), email AS (
-    SELECT DISTINCT ON (profile_id) profile_id, email, email_verified FROM {staged}
+    -- A proof bound to the identity (or the secret key) outranks an email-only hash.
+    SELECT DISTINCT ON (profile_id) profile_id, email, email_verified,
+           email_verified AND trust > 0 AS email_proven
+    FROM {staged}
     WHERE email <> '' AND profile_id IS NOT NULL
-    ORDER BY profile_id, email_verified DESC, ts DESC, seq DESC
+    ORDER BY profile_id, email_verified DESC, trust > 0 DESC, ts DESC, seq DESC
 )
-SELECT seen.*, zone.timezone, traits.traits, consent.consent, email.email, email.email_verified
+SELECT seen.*, zone.timezone, traits.traits, consent.consent, email.email, email.email_verified,
+       email.email_proven
 FROM seen
 LEFT JOIN zone USING (profile_id)
 LEFT JOIN traits USING (profile_id)
@@ -271,12 +279,15 @@ UPDATE tracking_profile p SET
     timezone = COALESCE(s.timezone, p.timezone),
     traits = p.traits || COALESCE(s.traits, '{}'),
     consent = p.consent || COALESCE(s.consent, '{}'),
-    -- A verified address is never replaced by an unverified one.
+    -- A verified address is replaced only by one proven for this identity (a userId-bound
+    -- user_hash or the secret key): never by an unverified one, nor by an old email-only
+    -- user_hash (tracking.trust).
     email = CASE WHEN s.email IS NULL THEN p.email
-                 WHEN s.email_verified OR NOT p.email_verified THEN s.email
+                 WHEN s.email_proven OR NOT p.email_verified THEN s.email
                  ELSE p.email END,
     email_verified = CASE WHEN s.email IS NULL THEN p.email_verified
-                          ELSE s.email_verified OR p.email_verified END
+                          WHEN s.email_proven OR NOT p.email_verified THEN s.email_verified
+                          ELSE true END
 FROM _seen s
 WHERE p.id = s.profile_id AND (
     -- Write only what changed: last-seen times move in LAST_SEEN_GRANULARITY steps,
@@ -327,7 +338,7 @@ def encode_rows(events: list[dict]) -> bytes:
             dumps(e["properties"]), dumps(e["traits"]), dumps(e["context"]), e["email"],
             "t" if e["email_verified"] else "f",
             None if e["consent"] is None else dumps(e["consent"]),
-            "t" if e["gpc"] else "f", e["timezone"], e.get("dedupe_at"),
+            "t" if e["gpc"] else "f", e["timezone"], e.get("dedupe_at"), e.get("trust", 0),
         )
         for e in events
     )  # fmt: skip
@@ -335,14 +346,22 @@ def encode_rows(events: list[dict]) -> bytes:
 
 
 def upgrade_rows(rows: bytes) -> bytes:
-    """Format-1 rows (written before `dedupe_at`) as format 2: an empty (NULL) last column."""
+    """Older rows as the current format: format 1 (before `dedupe_at`) gets an empty (NULL)
+    `dedupe_at`; formats 1 and 2 (before `trust`) get trust 0, a browser's claim. A
+    secret-key call queued across the upgrade is then stored, but as its browser's
+    (fail closed: the row does not say which key sent it)."""
     reader = csv.reader(io.StringIO(rows.decode()))
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
     # Every field comes back as a string and is written quoted: COPY reads a quoted "5" as 5,
     # and a quoted empty consent or dedupe_at as NULL (FORCE_NULL).
+    current = len(STAGE_COLUMNS)
     for row in reader:
-        writer.writerow([*row, None])
+        if len(row) == current - 2:
+            row.append(None)  # dedupe_at
+        if len(row) == current - 1:
+            row.append("0")  # trust
+        writer.writerow(row)
     return buffer.getvalue().encode()
 
 
@@ -390,6 +409,8 @@ def store_rows(chunks: list[bytes], received: int, *, now: datetime) -> StoreRes
             cursor.execute(DROP_DUPLICATES)
         changes = 0
         if stored:
+            # The trust model, before anything reads the staged identities (tracking.trust).
+            cursor.execute(trust.CLAIMS)
             changes = _stitch(cursor)
             cursor.execute(ANONS)
             cursor.execute(NEW_VISITORS)
@@ -414,8 +435,8 @@ def store_rows(chunks: list[bytes], received: int, *, now: datetime) -> StoreRes
 def _stitch(cursor) -> int:
     cursor.execute(CHANGED_PAIRS)
     pairs = cursor.fetchall()
-    for site_id, anon, user_id, is_alias in pairs:
-        _link(cursor, site_id, anon, user_id, is_alias)
+    for site_id, anon, user_id, is_alias, proven in pairs:
+        _link(cursor, site_id, anon, user_id, is_alias, proven)
     return len(pairs)
 
 
@@ -427,28 +448,33 @@ def _profile_by_user(cursor, site_id: int, user_id: str) -> int | None:
     return row[0] if row else None
 
 
-def _new_profile(cursor, site_id: int, user_id: str | None) -> int:
+def _new_profile(cursor, site_id: int, user_id: str | None, proven: bool) -> int:
     cursor.execute(
         """
-        INSERT INTO tracking_profile (site_id, user_id, email, email_verified, traits, consent,
-                                      gpc, timezone, first_seen_at, last_seen_at)
-        SELECT %s, %s, NULL, false, '{}', '{}', false, '', min(ts), max(ts) FROM _stage
+        INSERT INTO tracking_profile (site_id, user_id, user_id_proven, email, email_verified,
+                                      traits, consent, gpc, timezone, first_seen_at, last_seen_at)
+        SELECT %s, %s, %s, NULL, false, '{}', '{}', false, '', min(ts), max(ts) FROM _stage
         RETURNING id
         """,
-        [site_id, user_id],
+        [site_id, user_id, proven],
     )
     return cursor.fetchone()[0]
 
 
-def _link(cursor, site_id: int, anon: str, user_id: str, is_alias: bool) -> None:
-    """Make `anon` (an anonymous id, or for alias possibly an old userId) belong to `user_id`."""
+def _link(cursor, site_id: int, anon: str, user_id: str, is_alias: bool, proven: bool) -> None:
+    """Make `anon` (an anonymous id, or for alias possibly an old userId) belong to `user_id`.
+
+    Only links the trust model allows reach here (`trust.CLAIMS` demoted the others);
+    `proven` says whether a proof or the secret key made this one, and is recorded on a
+    profile that gets `user_id` here (`user_id_proven`)."""
     user_profile = _profile_by_user(cursor, site_id, user_id)
     if is_alias:
         old_profile = _profile_by_user(cursor, site_id, anon)
         if old_profile is not None:
             if user_profile is None:
                 cursor.execute(
-                    "UPDATE tracking_profile SET user_id = %s WHERE id = %s", [user_id, old_profile]
+                    "UPDATE tracking_profile SET user_id = %s, user_id_proven = %s WHERE id = %s",
+                    [user_id, proven, old_profile],
                 )
             elif user_profile != old_profile:
                 cursor.execute("UPDATE tracking_profile SET user_id = NULL WHERE id = %s",
@@ -465,7 +491,7 @@ def _link(cursor, site_id: int, anon: str, user_id: str, is_alias: bool) -> None
     )
     visitor = cursor.fetchone()
     if visitor is None:
-        profile = user_profile or _new_profile(cursor, site_id, user_id)
+        profile = user_profile or _new_profile(cursor, site_id, user_id, proven)
         cursor.execute(
             """
             INSERT INTO tracking_visitor (site_id, anonymous_id, profile_id, first_seen_at,
@@ -480,11 +506,12 @@ def _link(cursor, site_id: int, anon: str, user_id: str, is_alias: bool) -> None
         if visitor_user is None:
             # First login on this browser: the anonymous profile becomes the user's.
             cursor.execute(
-                "UPDATE tracking_profile SET user_id = %s WHERE id = %s", [user_id, visitor_profile]
+                "UPDATE tracking_profile SET user_id = %s, user_id_proven = %s WHERE id = %s",
+                [user_id, proven, visitor_profile],
             )
         else:
             # Another person signs in on a browser known as someone else.
-            new = _new_profile(cursor, site_id, user_id)
+            new = _new_profile(cursor, site_id, user_id, proven)
             cursor.execute(
                 "UPDATE tracking_visitor SET profile_id = %s WHERE id = %s", [new, visitor_id]
             )

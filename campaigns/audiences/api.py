@@ -149,6 +149,9 @@ JOIN campaigns_audiencemember m
   ON m.profile_id = p.id AND m.removed_at IS NULL AND m.expires_at > %(now)s
 JOIN campaigns_audience a ON a.id = m.audience_id AND a.tag_type <> ''
 WHERE v.site_id = %(site)s AND v.anonymous_id = %(anonymous_id)s AND NOT p.gpc
+  -- A profile whose userId a browser only claimed (tracking.trust) may hold what the
+  -- shop sent for that userId: its tags wait until a proof or the secret key confirms it.
+  AND (p.user_id IS NULL OR p.user_id_proven)
   AND (p.consent -> 'advertising' = 'true'::jsonb
        OR (s.consent_mode <> 'opt-in' AND p.consent -> 'advertising' IS DISTINCT FROM 'false'::jsonb))
 ORDER BY a.id

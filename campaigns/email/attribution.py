@@ -6,6 +6,11 @@ For each order, the latest message of the same person and site whose click
 (or open, where the site counts opens) falls within the site's attribution
 window before the order gets the credit, with the order's revenue. The unique
 key on the order's event id makes a second credit impossible.
+
+Revenue is a number the caller states. The write key is public, so an order sent
+from a browser is credited as a conversion but carries revenue only where the
+site allows it (`Site.browser_order_revenue`, off by default): otherwise only
+orders sent with the secret key (`trust` 2, tracking.trust) carry revenue.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from datetime import datetime
 
 from django.db import connection
 
+from tracking import trust
+
 # Revenue: the first numeric of revenue / total / value, as the Segment spec
 # allows; anything non-numeric counts as no revenue instead of failing the flush.
 ATTRIBUTE = """
@@ -21,16 +28,19 @@ INSERT INTO campaigns_attribution
     (site_id, message_id, event_id, ordered_at, revenue, currency, created_at)
 SELECT DISTINCT ON (s.id)
     s.site_id, m.id, s.id, s.timestamp,
+    CASE WHEN s.trust = %(secret_key_trust)s OR site.browser_order_revenue THEN
     (SELECT round((v #>> '{}')::numeric, 2)
        FROM (VALUES (s.properties -> 'revenue'), (s.properties -> 'total'),
                     (s.properties -> 'value')) AS candidates(v)
       WHERE jsonb_typeof(v) = 'number'
          OR (jsonb_typeof(v) = 'string' AND (v #>> '{}') ~ '^-?[0-9]{1,12}(\\.[0-9]+)?$')
-      LIMIT 1),
+      LIMIT 1)
+    END,
     left(upper(coalesce(s.properties ->> 'currency', '')), 3),
     %(now)s
 FROM {table} s
 JOIN campaigns_message m ON m.profile_id = s.profile_id AND m.site_id = s.site_id
+JOIN tracking_site site ON site.id = s.site_id
 LEFT JOIN campaigns_emailsettings es ON es.site_id = s.site_id
 CROSS JOIN LATERAL (
     SELECT GREATEST(
@@ -48,7 +58,9 @@ ON CONFLICT (event_id) DO NOTHING
 
 def attribute_orders(table: str, *, now: datetime) -> int:
     with connection.cursor() as cursor:
-        cursor.execute(ATTRIBUTE.replace("{table}", table), {"now": now})
+        cursor.execute(
+            ATTRIBUTE.replace("{table}", table), {"now": now, "secret_key_trust": trust.SECRET}
+        )
         return cursor.rowcount
 
 

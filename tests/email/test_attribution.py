@@ -10,21 +10,22 @@ import pytest
 
 from campaigns.models import Attribution, EmailSettings, Message
 from tests.email.conftest import T0, make_campaign, queue_messages
-from tracking.models import Visitor
+from tracking.models import Site, Visitor
 from tracking.storage import store_events
 
 pytestmark = pytest.mark.django_db
 
 
-def order(site_id: int, anonymous_id: str, at, **properties) -> dict:
-    """A stored-event envelope as the ingest view builds it."""
+def order(site_id: int, anonymous_id: str, at, trust: int = 2, **properties) -> dict:
+    """A stored-event envelope as the ingest view builds it (by default for a call with the
+    secret key, trust 2; a browser's is 0, with a userId-bound user_hash 1)."""
     return {
         "site_id": site_id, "message_id": str(uuid.uuid4()), "type": "track",
         "name": "Order Completed", "anonymous_id": anonymous_id, "user_id": "",
         "previous_id": "", "timestamp": at.isoformat(), "received_at": at.isoformat(),
         "properties": {"order_id": "o-1", "currency": "eur", **properties}, "traits": {},
         "context": {}, "email": "", "email_verified": False, "consent": None, "gpc": False,
-        "timezone": "",
+        "timezone": "", "trust": trust,
     }  # fmt: skip
 
 
@@ -78,3 +79,17 @@ def test_a_replayed_order_is_credited_once_and_odd_revenue_does_not_break_the_fl
 
     credit = Attribution.objects.get()
     assert credit.revenue == Decimal("42.00")
+
+
+@pytest.mark.parametrize("trust", [0, 1], ids=["write key", "write key with user_hash"])
+def test_a_browser_order_is_credited_without_its_revenue_unless_the_site_allows_it(clicked, trust):
+    # The write key is public: a browser states any revenue it likes (issue 14, item 8).
+    at = T0 + timedelta(days=1)
+    store_events([order(clicked.site_id, "anon-ada", at, trust=trust, revenue=10**9)], now=at)
+    credit = Attribution.objects.get()
+    assert (credit.message_id, credit.revenue) == (clicked.pk, None)
+
+    Site.objects.filter(pk=clicked.site_id).update(browser_order_revenue=True)
+    later = at + timedelta(hours=1)
+    store_events([order(clicked.site_id, "anon-ada", later, trust=trust, revenue=25)], now=later)
+    assert Attribution.objects.get(ordered_at=later).revenue == Decimal("25.00")

@@ -32,8 +32,12 @@ def envelope(
     consent: dict | None = None,
     gpc: bool = False,
     timezone: str = "",
+    trust: int = 2,
 ) -> dict:
-    """One event as the ingest API hands it to the flusher (see tracking.ingest)."""
+    """One event as the ingest API hands it to the flusher (see tracking.ingest).
+
+    `trust` is tracking.trust's level: the secret key's (2) unless a test is about what
+    a browser's claim may change (0), so the engine's tests see every field applied."""
     return {
         "site_id": site.id,
         "message_id": str(uuid.uuid4()),
@@ -52,6 +56,7 @@ def envelope(
         "consent": consent,
         "gpc": gpc,
         "timezone": timezone,
+        "trust": trust,
     }
 
 

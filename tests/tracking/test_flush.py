@@ -50,16 +50,34 @@ def test_an_entry_written_before_staging_rows_is_still_flushed(stream, site):
 def test_an_entry_of_rows_without_the_dedupe_time_is_still_flushed(stream, site):
     """Format-1 rows (before `dedupe_at`) from an older version: converted, not refused."""
     old = envelope(site, "Format1")
-    old.update(email="", consent=None, dedupe_at=None)
+    old.update(email="", consent=None, dedupe_at=None, trust=0)
     rows = encode_rows([old])
-    assert rows.endswith(b',""\n')  # the empty dedupe_at column: what format 1 lacks
-    stream.xadd(buffer.STREAM, {"c": rows[:-4] + b"\n", "n": 1})
+    # The empty dedupe_at and the trust columns: what format 1 lacks.
+    assert rows.endswith(b',"",0\n')
+    stream.xadd(buffer.STREAM, {"c": rows[:-6] + b"\n", "n": 1})
     add(stream, [envelope(site, "Current")])
 
     result = flush.flush_once()
 
     assert (result.entries, result.events, result.stored, result.dead_letters) == (2, 2, 2, 0)
     assert names(site) == ["Current", "Format1"]
+
+
+def test_an_entry_of_rows_without_the_trust_level_is_flushed_as_a_browsers(stream, site):
+    """Format-2 rows (before `trust`) from an older version: stored, as a browser's claim
+    (the row does not say which key sent it, so it gets no more than the write key's)."""
+    old = envelope(site, "Format2")
+    old.update(email="", consent=None, dedupe_at=None, trust=2)
+    rows = encode_rows([old])
+    assert rows.endswith(b",2\n")
+    stream.xadd(buffer.STREAM, {"c": rows[:-3] + b"\n", "n": 1, "f": 2})
+    add(stream, [envelope(site, "Current")])
+
+    result = flush.flush_once()
+
+    assert (result.entries, result.events, result.stored, result.dead_letters) == (2, 2, 2, 0)
+    assert dict(Event.objects.filter(site=site).values_list("name", "trust")) == {
+        "Current": 2, "Format2": 0}  # fmt: skip
 
 
 def test_a_pass_stops_at_about_max_events_and_the_next_takes_the_rest(stream, site):

@@ -52,10 +52,15 @@ def test_identify_gives_the_anonymous_profile_its_user_id(site):
 
 
 def test_a_known_user_on_a_second_device_merges_into_one_profile(site):
-    store(site, segment_event("identify", anonymousId="laptop", userId="u1"))
+    # The second device speaks for a known person, so it proves it (tracking.trust); an
+    # unproven claim stays on its own browser (tests/tracking/test_trust_model.py).
+    proof = site.identity_proof("u1")
+    store(site, segment_event("identify", anonymousId="laptop", userId="u1",
+                              traits={"user_hash": proof}))  # fmt: skip
     store(site, segment_event(anonymousId="phone", event="Product Added"))
     phone_profile = profile_of(site, "phone").id
-    result = store(site, segment_event("identify", anonymousId="phone", userId="u1"))
+    result = store(site, segment_event("identify", anonymousId="phone", userId="u1",
+                                       traits={"user_hash": proof}))  # fmt: skip
     assert result.identity_changes == 1
     person = Profile.objects.get(site=site, user_id="u1")
     assert profile_of(site, "phone") == person == profile_of(site, "laptop")
@@ -74,7 +79,9 @@ def test_a_server_side_event_with_only_a_user_id_lands_on_the_person(site):
 
 def test_alias_links_a_previous_id_to_the_user(site):
     store(site, segment_event(anonymousId="old-anon"))
-    store(site, {"type": "alias", "userId": "u9", "previousId": "old-anon", "messageId": "al-1"})
+    # A browser's alias names its own anonymous id (analytics.js sends it as both).
+    store(site, {"type": "alias", "userId": "u9", "previousId": "old-anon",
+                 "anonymousId": "old-anon", "messageId": "al-1"})  # fmt: skip
     assert profile_of(site, "old-anon").user_id == "u9"
 
 
@@ -134,9 +141,10 @@ def test_the_flush_query_count_is_constant_in_the_batch_size(site, django_assert
     with CaptureQueriesContext(connection) as many:
         store_events(large, now=datetime.now(UTC))
     assert len(many) == len(few)
-    # 28: the statements, plus the savepoint (and its release) around the dedupe insert
-    # (one of them keeps tracking_adidentifiers, see tests/tracking/test_ad_ids.py).
-    with django_assert_max_num_queries(28):
+    # 29: the statements (the trust model's one and tracking_adidentifiers' one among
+    # them, see tests/tracking/test_ad_ids.py), plus the savepoint (and its release)
+    # around the dedupe insert.
+    with django_assert_max_num_queries(29):
         store_events(envelopes(site, segment_event(anonymousId="x")), now=datetime.now(UTC))
 
 

@@ -16,8 +16,8 @@ import pytest
 
 from tests.factories import make_site
 from tracking import flush
-from tracking.install import EXAMPLE_EMAIL, SECRET_KEY_VARIABLE
-from tracking.models import Event, Profile
+from tracking.install import EXAMPLE_EMAIL, EXAMPLE_USER_ID, SECRET_KEY_VARIABLE
+from tracking.models import Event, Profile, Visitor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,15 +77,20 @@ def test_the_example_sends_events_that_land(key, site, admin_client, client, tmp
     site.refresh_from_db()
     assert site.last_event_at is not None
 
-    # The user_hash it printed is the one a page passes to the browser's identify:
-    # ingest accepts it (a wrong one is refused with 400) and marks the email verified.
-    assert printed_hash == site.user_hash(EXAMPLE_EMAIL)
-    browser_identify = {"anonymousId": "browser-1",
+    # The user_hash it printed is the one a page passes to the browser's identify: the
+    # proof bound to the userId and email (tracking.trust). Ingest accepts it (a wrong
+    # one is refused with 400), and the browser joins the person, email verified.
+    assert printed_hash == site.identity_proof(EXAMPLE_USER_ID, EXAMPLE_EMAIL)
+    browser_identify = {"anonymousId": "browser-1", "userId": EXAMPLE_USER_ID,
                         "traits": {"email": EXAMPLE_EMAIL, "user_hash": printed_hash}}  # fmt: skip
-    wrong = {"anonymousId": "browser-2", "traits": {"email": EXAMPLE_EMAIL, "user_hash": "0" * 64}}
+    wrong = {"anonymousId": "browser-2", "userId": EXAMPLE_USER_ID,
+             "traits": {"email": EXAMPLE_EMAIL, "user_hash": "0" * 64}}  # fmt: skip
     auth = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(
         f"{site.write_key}:".encode()).decode()}  # fmt: skip
     assert client.post("/v1/identify", browser_identify, content_type="application/json",
                        **auth).status_code == 200  # fmt: skip
     refused = client.post("/v1/identify", wrong, content_type="application/json", **auth)
     assert (refused.status_code, refused.json()["field"]) == (400, "body.traits.user_hash")
+    flush.flush_once()
+    joined = Visitor.objects.get(site=site, anonymous_id="browser-1").profile
+    assert (joined.id, joined.email_verified, joined.user_id_proven) == (person.id, True, True)
