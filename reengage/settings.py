@@ -182,6 +182,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {}
 
+# 1: log every Celery task run (received/succeeded) and every beat dispatch.
+LOG_TASKS = env_bool("LOG_TASKS", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -191,6 +193,13 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
+        # One line per task run ("received", "succeeded", beat's "Sending due task"):
+        # with the flusher every second that is ~3 lines a second of nothing. Failures
+        # are still logged (ERROR); the flusher logs its own summary once a minute.
+        **{
+            name: {"level": "INFO" if LOG_TASKS else "WARNING"}
+            for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+        },
     },
 }
 

@@ -1,4 +1,8 @@
-"""`manage.py seed_demo [--json]`: create (idempotently) the demo store's site and campaign."""
+"""`manage.py seed_demo [--json|--brief]`: create (idempotently) the demo store's site and campaign.
+
+The secret key is printed only with --json (for scripts): a console scrolls back
+and gets pasted into tickets. People read it in the admin instead.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +22,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json", action="store_true", help="print the demo site's keys as JSON"
         )
+        parser.add_argument(
+            "--brief", action="store_true", help="one line (what `make run` prints)"
+        )
 
     @transaction.atomic
-    def handle(self, *args, json: bool = False, **options):
+    def handle(self, *args, json: bool = False, brief: bool = False, **options):
         from tracking.models import Site
 
         site, created = Site.objects.get_or_create(
@@ -32,19 +39,34 @@ class Command(BaseCommand):
             },
         )
         seeded = seed_campaign(site)
+        verb = "created" if created else "already there"
         if json:
             self.stdout.write(_json(site, seeded))
-        else:
-            verb = "created" if created else "already there"
+        elif brief:
+            self.stdout.write(
+                f"demo store {verb}: campaign {seeded['campaign']!r}, "
+                f"steps after {delays_in_words()}"
+            )
+        elif options.get("verbosity", 1) > 0:
             self.stdout.write(
                 f"Demo store {verb}: {settings.PUBLIC_URL}/demo/\n"
-                f"  write key:  {site.write_key}\n  secret key: {site.secret_key}\n"
-                f"  campaign:   {seeded['campaign']} (steps after {DEMO_DELAYS} minutes)\n"
+                f"  write key:  {site.write_key}\n"
+                "  secret key: not printed; the admin's Sites → Demo store page shows its "
+                "start (rotate it there to see a new one in full), or use --json\n"
+                f"  campaign:   {seeded['campaign']} (steps after {delays_in_words()})\n"
                 f"  audience:   {seeded['audience']}\n"
             )
 
 
 DEMO_DELAYS = (2, 10)  # minutes: short, so a newcomer sees the result while they watch
+
+
+def delays_in_words() -> str:
+    """(2, 10) → "2 and 10 minutes"."""
+    numbers = [str(delay) for delay in DEMO_DELAYS]
+    listed = ", ".join(numbers[:-1]) + " and " + numbers[-1] if len(numbers) > 1 else numbers[0]
+    return f"{listed} minutes"
+
 
 DEMO_TEMPLATE_HTML = """<h1>{% if first_name %}{{ first_name }}, you{% else %}You{% endif %} left
 something behind</h1>
