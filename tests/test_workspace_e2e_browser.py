@@ -27,6 +27,7 @@ from playwright.sync_api import expect
 from campaigns.email.sending import send_queued
 from campaigns.engine.tick import tick
 from campaigns.models import Audience, Campaign
+from reengage.demo import DEMO_SITE_NAME
 from tests.browser import artifacts_dir, artifacts_on_failure, launch_chromium
 from tracking.flush import flush_until_empty
 from tracking.keys import clear_key_cache
@@ -153,7 +154,7 @@ def log_in(page, base: str, screens: Screens) -> None:
 
 def write_template(page, base: str, screens: Screens) -> None:
     page.goto(f"{base}/admin/campaigns/emailtemplate/add/")
-    page.select_option("#id_site", label="Demo store")
+    page.select_option("#id_site", label=DEMO_SITE_NAME)
     page.fill("#id_name", "Cart reminder")
     page.fill("#id_subject", "Your gear is still in the cart")
     page.fill("#id_preheader", "Saved for you at Trailhead Supply")
@@ -178,7 +179,7 @@ def write_template(page, base: str, screens: Screens) -> None:
 
 def build_campaign(page, base: str, screens: Screens) -> Campaign:
     page.goto(f"{base}/admin/campaigns/campaign/add/")
-    page.select_option("#id_site", label="Demo store")
+    page.select_option("#id_site", label=DEMO_SITE_NAME)
     page.fill("#id_name", "Win back abandoned carts")
     page.fill("#id_trigger_event", "Product Added")
     page.fill("#id_goal_event", "Order Completed")

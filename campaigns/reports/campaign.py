@@ -160,10 +160,25 @@ class Report:
     days: list[Day]
     lift: Lift | None
     verdict: str
+    # Distinct people (treated, holdout, both): `treated` and `holdout` count
+    # enrollments, and a person who entered twice is two enrollments. Defaults so
+    # that snapshots stored before these fields still load (zero until refreshed).
+    treated_people: int = 0
+    holdout_people: int = 0
+    people: int = 0
 
     @property
     def enrolled(self) -> int:
         return self.treated + self.holdout
+
+    @property
+    def treated_rate(self) -> float | None:
+        """Percent of treated enrollments that converted; shown with or without a holdout."""
+        return 100 * self.treated_converted / self.treated if self.treated else None
+
+    @property
+    def holdout_rate(self) -> float | None:
+        return 100 * self.holdout_converted / self.holdout if self.holdout else None
 
     @property
     def converted(self) -> int:
@@ -193,7 +208,7 @@ class Report:
     def funnel(self) -> list[tuple[str, int]]:
         """People in the treated group at each stage, trigger to conversion."""
         return [
-            ("Triggered (treated)", self.treated),
+            ("Triggered (treated enrollments)", self.treated),
             ("Emailed or retargeted", self.reached),
             ("Email delivered", self.delivered),
             ("Email opened", self.opened),
@@ -218,6 +233,9 @@ def campaign_report(campaign: Campaign, *, now: datetime) -> Report:
         treated_converted=Count("pk", filter=converted & Q(is_holdout=False)),
         holdout_converted=Count("pk", filter=converted & Q(is_holdout=True)),
         reached=Count("pk", filter=Q(reached, is_holdout=False)),
+        treated_people=Count("profile", distinct=True, filter=Q(is_holdout=False)),
+        holdout_people=Count("profile", distinct=True, filter=Q(is_holdout=True)),
+        people=Count("profile", distinct=True),
     )
     exits = [
         (row["exit_reason"], Decision.REASONS.get(row["exit_reason"], row["exit_reason"]), row["n"])
@@ -333,4 +351,7 @@ def campaign_report(campaign: Campaign, *, now: datetime) -> Report:
         days=[days[d] for d in sorted(days)],
         lift=lift_interval(*args),
         verdict=verdict(*args),
+        treated_people=totals["treated_people"],
+        holdout_people=totals["holdout_people"],
+        people=totals["people"],
     )

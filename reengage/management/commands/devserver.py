@@ -31,6 +31,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from reengage import health
+from reengage.demo import DEMO_SITE_NAME
 from reengage.embedded import data_dir
 
 STOP_TIMEOUT = 15
@@ -172,7 +173,7 @@ class Command(BaseCommand):
                 f"  reengage is running at {base}/\n"
                 f"  admin:       {base}/admin/  (user {user!r}, password {password!r}: "
                 "development only)\n"
-                f"  demo store:  {base}/demo/  (its keys: admin → Sites → Demo store)\n"
+                f"  demo store:  {base}/demo/  (its keys: admin → Sites → {DEMO_SITE_NAME})\n"
                 f"  dev mailbox: {base}/admin/campaigns/devmail/  (email the demo sends)\n"
                 f"  health:      {base}/healthz\n"
                 f"  {again}, Ctrl-C to stop web, worker and beat.\n"

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from reengage.demo import DEMO_SITE_NAME
+from reengage.demo import DEMO_SITE_NAME, LEGACY_DEMO_SITE_NAME
 
 
 class Command(BaseCommand):
@@ -30,12 +30,16 @@ class Command(BaseCommand):
     def handle(self, *args, json: bool = False, brief: bool = False, **options):
         from tracking.models import Site
 
+        # Checkouts seeded before the demo was named after its shop keep their site.
+        if not Site.objects.filter(name=DEMO_SITE_NAME).exists():
+            Site.objects.filter(name=LEGACY_DEMO_SITE_NAME).update(name=DEMO_SITE_NAME)
         site, created = Site.objects.get_or_create(
             name=DEMO_SITE_NAME,
             defaults={
                 "domains": ["127.0.0.1", "localhost"],
-                "postal_address": "Trailhead Supply (demo), 1 Example Street, 00000 Nowhere",
+                "postal_address": f"{DEMO_SITE_NAME}, 1 Example Street, 00000 Nowhere",
                 "anonymize_ip": True,
+                "cart_path": "/demo/cart/",
             },
         )
         seeded = seed_campaign(site)
@@ -51,7 +55,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Demo store {verb}: {settings.PUBLIC_URL}/demo/\n"
                 f"  write key:  {site.write_key}\n"
-                "  secret key: not printed; the admin's Sites → Demo store page shows its "
+                f"  secret key: not printed; the admin's Sites → {DEMO_SITE_NAME} page shows its "
                 "start (rotate it there to see a new one in full), or use --json\n"
                 f"  campaign:   {seeded['campaign']} (steps after {delays_in_words()})\n"
                 f"  audience:   {seeded['audience']}\n"
@@ -68,9 +72,11 @@ def delays_in_words() -> str:
     return f"{listed} minutes"
 
 
-DEMO_TEMPLATE_HTML = """<h1>{% if first_name %}{{ first_name }}, you{% else %}You{% endif %} left
-something behind</h1>
-<p>Your cart at {{ site_name }} is waiting{% if value %} ({{ currency }} {{ value }}){% endif %}.</p>
+# What a marketer copies: every line reads well in the HTML and in the text part
+# generated from it (headings on one line, the value as the products block writes it).
+DEMO_TEMPLATE_HTML = """\
+<h1>{% if first_name %}{{ first_name }}, you{% else %}You{% endif %} left something behind</h1>
+<p>Your cart at {{ site_name }} is waiting{% if value_display %}: {{ value_display }}{% endif %}.</p>
 {{ products_block }}
 <p><a href="{{ cart_url|default:'#' }}">Back to your cart</a></p>
 {% if promo_code %}<p>Use code <strong>{{ promo_code }}</strong> for 10 % off.</p>{% endif %}
@@ -90,7 +96,7 @@ def seed_campaign(site) -> dict:
         site=site,
         name="Demo: you left something behind",
         defaults={"subject": "Still thinking it over?", "preheader": "Your cart is saved.",
-                  "html": DEMO_TEMPLATE_HTML, "from_name": "Trailhead Supply",
+                  "html": DEMO_TEMPLATE_HTML, "from_name": DEMO_SITE_NAME,
                   "from_email": "shop@demo.invalid"},
     )  # fmt: skip
     audience, _ = Audience.objects.get_or_create(
