@@ -134,6 +134,8 @@ CACHES = {
 }
 
 LANGUAGE_CODE = "en-us"
+# One date format on every admin screen: 2026-12-02 18:09:26 (reengage/formats/en).
+FORMAT_MODULE_PATH = ["reengage.formats"]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

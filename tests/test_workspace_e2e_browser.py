@@ -188,7 +188,7 @@ def build_campaign(page, base: str, screens: Screens) -> Campaign:
     page.fill("#id_reentry_cooldown_hours", "24")
     # One step, added inline: an hour after the trigger, email if allowed, else retarget.
     page.click(".add-row a")
-    page.fill("#id_steps-0-position", "0")
+    page.fill("#id_steps-0-position", "1")
     page.fill("#id_steps-0-delay_minutes", "60")
     page.select_option("#id_steps-0-delay_from", "trigger")
     page.select_option("#id_steps-0-channel", "email_else_retarget")

@@ -198,9 +198,14 @@ class CampaignAdmin(admin.ModelAdmin):
                 )
 
 
+def step_number(position: int | None) -> int | None:
+    """Steps are numbered from 1 on every screen; the stored position counts from 0."""
+    return None if position is None else position + 1
+
+
 class DecisionInline(admin.TabularInline):
     model = Decision
-    fields = ["decided_at", "position", "outcome", "reason_text", "rescheduled_to"]
+    fields = ["decided_at", "step_number", "outcome", "reason_text", "rescheduled_to"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -214,17 +219,24 @@ class DecisionInline(admin.TabularInline):
     def reason_text(self, decision: Decision) -> str:
         return Decision.REASONS.get(decision.reason, decision.reason)
 
+    @admin.display(description="step")
+    def step_number(self, decision: Decision) -> int | None:
+        return step_number(decision.position)
+
 
 @admin.register(Enrollment)
 class EnrollmentAdmin(admin.ModelAdmin):
-    list_display = ["profile", "campaign", "status", "is_holdout", "next_position", "due_at",
+    list_display = ["profile", "campaign", "status", "is_holdout", "next_step", "due_at",
                     "enrolled_at", "exit_reason"]  # fmt: skip
     list_filter = ["status", "is_holdout", "campaign"]
     list_select_related = ["profile", "campaign"]
     search_fields = ["profile__email"]
     search_help_text = "The person's exact email address (any case)."
     inlines = [DecisionInline]
-    readonly_fields = [f.name for f in Enrollment._meta.fields]
+    readonly_fields = [
+        "next_step" if f.name == "next_position" else f.name for f in Enrollment._meta.fields
+    ]
+    exclude = ["next_position"]
     show_full_result_count = False
     paginator = LargeTablePaginator
 
@@ -239,6 +251,10 @@ class EnrollmentAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    @admin.display(description="next step", ordering="next_position")
+    def next_step(self, enrollment: Enrollment) -> int | None:
+        return step_number(enrollment.next_position)
 
 
 class DecisionReason(admin.SimpleListFilter):
@@ -257,10 +273,13 @@ class DecisionReason(admin.SimpleListFilter):
 
 @admin.register(Decision)
 class DecisionAdmin(admin.ModelAdmin):
-    list_display = ["decided_at", "campaign", "profile", "position", "outcome", "reason_text"]
+    list_display = ["decided_at", "campaign", "profile", "step_number", "outcome", "reason_text"]
     list_filter = ["outcome", DecisionReason, "campaign"]
     list_select_related = ["campaign", "profile"]
-    readonly_fields = [f.name for f in Decision._meta.fields]
+    readonly_fields = [
+        "step_number" if f.name == "position" else f.name for f in Decision._meta.fields
+    ]
+    exclude = ["position"]
     # Newest first by id (the order they were made in), through the primary key: the
     # model's (decided_at, id) order would sort the whole log for every page.
     ordering = ["-id"]
@@ -272,6 +291,10 @@ class DecisionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="step", ordering="position")
+    def step_number(self, decision: Decision) -> int | None:
+        return step_number(decision.position)
 
     @admin.display(description="why")
     def reason_text(self, decision: Decision) -> str:

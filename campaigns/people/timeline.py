@@ -176,13 +176,12 @@ def _consent_words(new: dict, old: dict | None) -> str:
             parts.append("agreed to " + ", ".join(given))
         if refused:
             parts.append("refused " + ", ".join(refused))
-        return "Consent recorded: " + "; ".join(parts)
-    changes = [
-        ("agreed to " if value else "withdrew consent to ") + purpose
-        for purpose, value in sorted(new.items())
-        if old.get(purpose) != value
-    ]
-    return "Consent changed: " + ", ".join(changes)
+        return ("Consent given: " if given else "Consent refused: ") + "; ".join(parts)
+    changed = [(p, v) for p, v in sorted(new.items()) if old.get(p) != v]
+    changes = [("agreed to " if v else "withdrew consent to ") + p for p, v in changed]
+    # Agreeing to purposes never decided before is giving consent, not changing it.
+    first_time = all(v and p not in old for p, v in changed)
+    return ("Consent given: " if first_time else "Consent changed: ") + ", ".join(changes)
 
 
 def _events(profile: Profile, before: Cursor | None, limit: int) -> list[TimelineEntry]:
@@ -211,9 +210,12 @@ def _events(profile: Profile, before: Cursor | None, limit: int) -> list[Timelin
                       _event_detail(properties))  # fmt: skip
         consent = row["consent"]
         if isinstance(consent, dict) and consent:
+            # An earlier event's empty consent ({}) recorded nothing: this is the first.
             older = next(
-                (r["consent"] for r in rows[i + 1 :] if isinstance(r["consent"], dict)), None
-            )
+                (r["consent"] for r in rows[i + 1 :] if isinstance(r["consent"], dict)
+                 and r["consent"]),
+                None,
+            )  # fmt: skip
             if older is None and complete:
                 entry.notes.append(_consent_words(consent, None))
                 entry.kind = "consent"
