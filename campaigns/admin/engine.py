@@ -26,7 +26,7 @@ from campaigns.models import Campaign, Decision, Enrollment, SitePolicy, Step
 from campaigns.reports.charts import SERIES, daily_chart, funnel_chart
 from campaigns.reports.snapshots import page_report
 from reengage.admin_paging import LargeTablePaginator
-from tracking.models import Profile
+from tracking.models import Profile, Site
 
 
 class StepInline(admin.TabularInline):
@@ -43,9 +43,12 @@ class StepInline(admin.TabularInline):
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
     inlines = [StepInline]
+    # The report link next to the name, and no more columns than a 1280-px laptop
+    # shows beside the sidebar and the filters: the site only when there are several
+    # (the priority orders the list and is on each campaign's page).
     list_display = [
-        "name", "site", "status", "trigger_event", "goal_event", "holdout", "priority",
-        "active_enrollments", "report_link",
+        "name", "report_link", "status", "trigger_event", "goal_event", "holdout",
+        "active_enrollments", "site",
     ]  # fmt: skip
     list_filter = ["status", "site"]
     search_fields = ["name", "trigger_event"]
@@ -82,6 +85,11 @@ class CampaignAdmin(admin.ModelAdmin):
             .values("n")
         )
         return super().get_queryset(request).annotate(_active=Coalesce(Subquery(active), 0))
+
+    def get_list_display(self, request):
+        if Site.objects.order_by()[:2].count() < 2:
+            return [name for name in self.list_display if name != "site"]
+        return self.list_display
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
