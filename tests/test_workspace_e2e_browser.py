@@ -158,7 +158,7 @@ def write_template(page, base: str, screens: Screens) -> None:
     page.fill("#id_name", "Cart reminder")
     page.fill("#id_subject", "Your gear is still in the cart")
     page.fill("#id_preheader", "Saved for you at Trailhead Supply")
-    page.fill("#id_from_name", "Trailhead Supply")
+    page.fill("#id_from_name", DEMO_SITE_NAME)
     page.fill("#id_from_email", "shop@demo.invalid")
     page.fill("#id_html", TEMPLATE_HTML)
     # The live preview renders the unsaved draft with sample data.

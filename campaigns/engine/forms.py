@@ -144,7 +144,11 @@ class StepForm(forms.ModelForm):
     # Marketers number steps from 1, as the timeline, the outbox and the report do;
     # the stored position counts from 0 (cleaned_data["position"] is the stored one).
     position = forms.IntegerField(
-        label="Step", min_value=1, help_text="1 for the first step, 2 for the next, …"
+        label="Step",
+        min_value=1,
+        help_text="1 for the first step, 2 for the next, …",
+        # The admin's narrow number box, as the model field would have had.
+        widget=forms.NumberInput(attrs={"class": "vIntegerField"}),
     )
 
     class Meta:
