@@ -8,6 +8,8 @@ and the suite's Redis database, exactly as `make run` would after the install.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import queue
 import signal
 import subprocess
@@ -108,10 +110,13 @@ def test_make_run_fits_one_screen_hides_the_secret_key_and_stays_quiet_when_idle
     port = free_port()
     env = child_env(DATABASE_URL=console_database, PORT=str(port), REENGAGE_DATA_DIR=str(tmp_path))
     env.pop("LOG_TASKS", None)
+    # A terminal on stdin, as under `make run`: Enter prints the banner again.
+    keyboard, terminal = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "devserver"], cwd=ROOT, env=env, text=True,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    os.close(terminal)
     console = Console(proc)
     try:
         console.read_until(BANNER_END, timeout=150)
@@ -119,7 +124,11 @@ def test_make_run_fits_one_screen_hides_the_secret_key_and_stays_quiet_when_idle
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
             assert answer.status == 200
         idle = console.drain_for(IDLE_SECONDS)
+        os.write(keyboard, b"\n")
+        console.read_until(BANNER_END, timeout=10)
+        again = console.lines[len(up_to_banner) + len(idle) :]
     finally:
+        os.close(keyboard)
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=40)
@@ -147,3 +156,5 @@ def test_make_run_fits_one_screen_hides_the_secret_key_and_stays_quiet_when_idle
     # Our own probe leaves no request lines (the test's one GET /healthz may).
     assert sum("/healthz HTTP" in line for line in up_to_banner) == 0
     assert len(idle) <= 3, "\n".join(idle)
+    assert any(f"reengage is running at http://127.0.0.1:{port}/" in line for line in again)
+    assert up_to_banner[-1].strip().startswith("Press Enter to show this again")
