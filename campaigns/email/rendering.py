@@ -31,6 +31,7 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from campaigns.email.sandbox import TEMPLATE_PARTS, TemplateRefused, compile_part, compiled
+from reengage.money import format_money
 
 # --- validation ----------------------------------------------------------------
 
@@ -76,24 +77,6 @@ def _money(value: Any) -> Decimal | None:
     except (InvalidOperation, ValueError):
         return None
     return amount if amount.is_finite() else None
-
-
-# Symbols written before the amount ("€39.00"); other ISO codes are written as the
-# code and a space ("CHF 39.00"). One formatter for the HTML part, the products
-# block and the text part, so an email never says "39.00 EUR" and "(EUR 39)".
-CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "INR": "₹"}
-
-
-def format_money(amount: Decimal | None, currency: str = "") -> str:
-    """ "€1,234.50", "CHF 39.00", or "39.00" without a currency; "" without an amount."""
-    if amount is None:
-        return ""
-    number = f"{amount:,.2f}"
-    code = currency.strip().upper()
-    if not code:
-        return number
-    symbol = CURRENCY_SYMBOLS.get(code)
-    return f"{symbol}{number}" if symbol else f"{code} {number}"
 
 
 def _currency(trigger: dict) -> str:

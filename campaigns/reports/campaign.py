@@ -30,6 +30,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from campaigns.models import Attribution, Campaign, Decision, Enrollment, Message, Step
+from reengage.money import format_money
 
 Z_95 = 1.959964  # two-sided 95 % quantile of the standard normal
 
@@ -118,6 +119,16 @@ def verdict(treated_converted: int, treated: int, holdout_converted: int, holdou
     )
 
 
+def revenue_in_words(revenue: dict[str, Decimal]) -> str:
+    """ "€42.50, $10.00" as the emails write money; "0" when nothing was credited."""
+    if not revenue:
+        return "0"
+    return ", ".join(
+        format_money(amount, "" if currency == "?" else currency)
+        for currency, amount in sorted(revenue.items())
+    )
+
+
 @dataclass
 class StepRow:
     position: int
@@ -133,6 +144,10 @@ class StepRow:
     clicked: int = 0
     orders: int = 0
     revenue: dict[str, Decimal] = field(default_factory=dict)  # currency → sum
+
+    @property
+    def revenue_display(self) -> str:
+        return revenue_in_words(self.revenue)
 
 
 @dataclass
@@ -203,6 +218,10 @@ class Report:
             for currency, amount in step.revenue.items():
                 total[currency] += amount
         return dict(sorted(total.items()))
+
+    @property
+    def revenue_display(self) -> str:
+        return revenue_in_words(self.revenue)
 
     @property
     def funnel(self) -> list[tuple[str, int]]:

@@ -77,3 +77,15 @@ def test_a_snapshot_stored_before_the_people_counts_still_loads(no_holdout):
     for name in ("treated_people", "holdout_people", "people"):
         del old[name]
     assert from_json(no_holdout, old).treated == 6
+
+
+def test_revenue_is_written_as_the_emails_write_money(admin_client, no_holdout):
+    from decimal import Decimal
+
+    from campaigns.reports.campaign import revenue_in_words
+
+    assert revenue_in_words({}) == "0"
+    assert revenue_in_words({"EUR": Decimal("42.5"), "USD": Decimal("10")}) == "€42.50, $10.00"
+    assert revenue_in_words({"?": Decimal("3")}) == "3.00"
+    page = admin_client.get(url(no_holdout)).content.decode()
+    assert "<th>Revenue credited to an email</th><td>0</td>" in page
