@@ -214,7 +214,8 @@ def test_the_migration_encrypts_existing_plaintext_keys_and_reverses():
             site_id = cursor.fetchone()[0]
         executor = MigrationExecutor(connection)
         executor.migrate(after)
-        site = Site.objects.get(id=site_id)
+        # The model as of 0006: later migrations add columns (cart_path, 0011).
+        site = Site.objects.defer("cart_path").get(id=site_id)
         assert "sk_plain" not in raw_site_row(site)
         assert site.secret_keys() == ["sk_plain_old", "sk_plain_prev"]
         clear_key_cache()
