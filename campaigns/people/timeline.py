@@ -24,12 +24,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
 from django.db import connection
 from django.db.models import F, Q
 from django.urls import reverse
 
 from campaigns.models import AudienceChange, AudienceMember, Decision, Enrollment
+from reengage.money import format_money
 from tracking.models import Event, Profile
 
 PAGE_SIZE = 50
@@ -134,11 +136,19 @@ def _profile_ids(profile: Profile) -> list[int]:
 
 
 def _money(properties: dict) -> str:
+    """The event's amount as emails and reports write money ("€19.50"), when it is one."""
     for name in MONEY_PROPERTIES:
         value = properties.get(name)
         if isinstance(value, int | float | str) and not isinstance(value, bool) and value != "":
             currency = properties.get("currency")
-            return f"{value} {currency}" if isinstance(currency, str) else str(value)
+            currency = currency[:3] if isinstance(currency, str) else ""
+            try:
+                amount = Decimal(str(value))
+            except InvalidOperation:
+                amount = None
+            if amount is None or not amount.is_finite():
+                return f"{value} {currency}".strip()[:DETAIL_CHARS]
+            return format_money(amount, currency)
     return ""
 
 

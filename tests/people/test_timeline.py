@@ -103,7 +103,7 @@ def test_the_timeline_merges_every_source_newest_first_in_plain_words(person):
     assert entries["Entered the campaign “Abandoned cart”"].detail == (
         "Left the campaign: Reached the campaign's goal."
     )
-    assert entries["Product Added"].detail == "19.5 EUR"
+    assert entries["Product Added"].detail == "€19.50"
     assert entries["Product Viewed"].detail == "Blue shirt"
 
 
