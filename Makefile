@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint format snippet screenshots check-deploy clean-data embedded-status embedded-stop
+.PHONY: install run banner test lint format snippet screenshots check-deploy clean-data embedded-status embedded-stop
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Reads .env when there is one (variables already set in the shell win), e.g.
+# PORT=8001 or an ESP's ANYMAIL_* settings; see README.md.
 run: $(STAMP)
-	$(PY) manage.py devserver
+	$(if $(wildcard .env),$(VENV)/bin/dotenv -f .env run --no-override --) $(PY) manage.py devserver
+
+# The URLs of a running `make run`, printed again (Enter in its terminal does the same).
+banner: $(STAMP)
+	@$(if $(wildcard .env),$(VENV)/bin/dotenv -f .env run --no-override --) $(PY) manage.py devserver --banner
 
 test: $(STAMP) lint
 	$(PY) -m pytest $(PYTEST_ARGS)

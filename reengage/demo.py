@@ -12,7 +12,10 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-DEMO_SITE_NAME = "Demo store"
+# The site is named after the shop its pages show, so the email's body, its From
+# name and its footer all say the same name.
+DEMO_SITE_NAME = "Trailhead Supply (demo)"
+LEGACY_DEMO_SITE_NAME = "Demo store"
 
 PRODUCTS = [
     {"id": "mug", "name": "Enamel camp mug", "price": 18.0, "color": "#2f6f5e",

@@ -135,6 +135,8 @@ CACHES = {
 }
 
 LANGUAGE_CODE = "en-us"
+# One date format on every admin screen: 2026-12-02 18:09:26 (reengage/formats/en).
+FORMAT_MODULE_PATH = ["reengage.formats"]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
@@ -183,6 +185,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE: dict = {}
 
+# 1: log every Celery task run (received/succeeded) and every beat dispatch.
+LOG_TASKS = env_bool("LOG_TASKS", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -192,6 +196,13 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
+        # One line per task run ("received", "succeeded", beat's "Sending due task"):
+        # with the flusher every second that is ~3 lines a second of nothing. Failures
+        # are still logged (ERROR); the flusher logs its own summary once a minute.
+        **{
+            name: {"level": "INFO" if LOG_TASKS else "WARNING"}
+            for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+        },
     },
 }
 

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.http import HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from reengage import demo
@@ -6,6 +8,11 @@ from reengage.health import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    # Browsers ask for /favicon.ico on every page that names no icon (the admin, the
+    # demo store before its <link rel="icon">): a redirect rather than a 404 in the log.
+    path(
+        "favicon.ico", lambda request: HttpResponsePermanentRedirect(static("reengage/favicon.svg"))
+    ),
     path("admin/", admin.site.urls),
     path("demo/", demo.home, name="demo-home"),
     path("demo/product/<slug:product_id>/", demo.product, name="demo-product"),

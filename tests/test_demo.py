@@ -12,6 +12,7 @@ from django.core.management import call_command
 from campaigns.email.sending import send_queued
 from campaigns.engine.tick import tick
 from campaigns.models import AudienceMember, Campaign, DevMail, EmailTemplate, Message
+from reengage.demo import DEMO_SITE_NAME
 from tests.factories import segment_event
 from tracking.ingest import SiteKey, parse_batch
 from tracking.models import Site
@@ -106,3 +107,13 @@ def test_an_anonymous_demo_visitor_lands_in_the_audience(demo):
     tick(now=start + timedelta(minutes=3))
     member = AudienceMember.objects.get(audience__site=site)
     assert list(member.profile.visitors.values_list("anonymous_id", flat=True)) == ["demo-anon"]
+
+
+def test_seed_demo_says_where_to_read_the_secret_key_instead_of_printing_it():
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    site = Site.objects.get(name=DEMO_SITE_NAME)
+    printed = out.getvalue()
+    assert site.write_key in printed
+    assert site.secret_key not in printed
+    assert "secret key: not printed" in printed and "steps after 2 and 10 minutes" in printed

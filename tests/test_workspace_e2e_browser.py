@@ -27,6 +27,7 @@ from playwright.sync_api import expect
 from campaigns.email.sending import send_queued
 from campaigns.engine.tick import tick
 from campaigns.models import Audience, Campaign
+from reengage.demo import DEMO_SITE_NAME
 from tests.browser import artifacts_dir, artifacts_on_failure, launch_chromium
 from tracking.flush import flush_until_empty
 from tracking.keys import clear_key_cache
@@ -153,11 +154,11 @@ def log_in(page, base: str, screens: Screens) -> None:
 
 def write_template(page, base: str, screens: Screens) -> None:
     page.goto(f"{base}/admin/campaigns/emailtemplate/add/")
-    page.select_option("#id_site", label="Demo store")
+    page.select_option("#id_site", label=DEMO_SITE_NAME)
     page.fill("#id_name", "Cart reminder")
     page.fill("#id_subject", "Your gear is still in the cart")
     page.fill("#id_preheader", "Saved for you at Trailhead Supply")
-    page.fill("#id_from_name", "Trailhead Supply")
+    page.fill("#id_from_name", DEMO_SITE_NAME)
     page.fill("#id_from_email", "shop@demo.invalid")
     page.fill("#id_html", TEMPLATE_HTML)
     # The live preview renders the unsaved draft with sample data.
@@ -178,7 +179,7 @@ def write_template(page, base: str, screens: Screens) -> None:
 
 def build_campaign(page, base: str, screens: Screens) -> Campaign:
     page.goto(f"{base}/admin/campaigns/campaign/add/")
-    page.select_option("#id_site", label="Demo store")
+    page.select_option("#id_site", label=DEMO_SITE_NAME)
     page.fill("#id_name", "Win back abandoned carts")
     page.fill("#id_trigger_event", "Product Added")
     page.fill("#id_goal_event", "Order Completed")
@@ -187,7 +188,7 @@ def build_campaign(page, base: str, screens: Screens) -> Campaign:
     page.fill("#id_reentry_cooldown_hours", "24")
     # One step, added inline: an hour after the trigger, email if allowed, else retarget.
     page.click(".add-row a")
-    page.fill("#id_steps-0-position", "0")
+    page.fill("#id_steps-0-position", "1")
     page.fill("#id_steps-0-delay_minutes", "60")
     page.select_option("#id_steps-0-delay_from", "trigger")
     page.select_option("#id_steps-0-channel", "email_else_retarget")
@@ -259,8 +260,9 @@ def read_the_report(page, base: str, screens: Screens, campaign: Campaign) -> No
     row = page.locator("#result_list tr", has_text=campaign.name)
     follow(page, row.get_by_role("link", name="Report"))
     expect(page.locator(".verdict")).not_to_be_empty()
-    totals = page.locator("table", has_text="Enrolled")
-    expect(totals.locator("tr", has_text="Enrolled")).to_contain_text("2")
+    totals = page.locator("table", has_text="Emails queued")
+    expect(totals.locator("tr", has_text="Enrollments")).to_contain_text("2")
+    expect(totals.locator("tr", has_text="People")).to_contain_text("2")
     expect(totals.locator("tr", has_text="Emails queued")).to_contain_text("1")
     expect(totals.locator("tr", has_text="Retargeted")).to_contain_text("1")
     expect(page.locator("svg.chart rect").first).to_be_attached()

@@ -28,7 +28,7 @@ class SiteAdmin(admin.ModelAdmin):
     actions = ["rotate_secret_key"]
     change_form_template = "admin/tracking/site/change_form.html"
     fieldsets = [
-        (None, {"fields": ["name", "domains", "timezone", "postal_address"]}),
+        (None, {"fields": ["name", "domains", "timezone", "postal_address", "cart_path"]}),
         ("Privacy", {"fields": ["consent_mode", "anonymize_ip", "retention_days", "cookie_days"]}),
         (
             "Ingest",

@@ -12,6 +12,7 @@ The flusher (`tracking.flush`) drains the stream with a consumer group.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -107,9 +108,54 @@ def _fallback(events: list[dict]) -> str:
     return "postgres"
 
 
-def count_dropped(site_id: int, reason: str, n: int, day: str) -> None:
-    """Count input dropped on purpose (bots); best effort, never fails a request."""
+def count_dropped(site_id: int, reason: str, n: int, day: str, detail: str = "") -> None:
+    """Count input dropped on purpose (bots); best effort, never fails a request.
+
+    `detail` (the bot's user agent) is kept as the site's last drop for that
+    reason, so the install page can say why a test did not show up.
+    """
     try:
-        client().hincrby(DROPPED, f"{site_id}:{day}:{reason}", n)
+        pipe = client().pipeline(transaction=False)
+        pipe.hincrby(DROPPED, f"{site_id}:{day}:{reason}", n)
+        _remember(pipe, site_id, reason, detail, n)
+        pipe.execute()
     except redis.RedisError:
         log.warning("could not count %d dropped (%s) for site %s", n, reason, site_id)
+
+
+# The last drop per site and reason: "<site_id>:<reason>" → JSON {at, count, detail}.
+# Kept for an hour: the install check answers "did my test arrive?", not history.
+LAST_DROPPED = "reengage:dropped:last:"
+LAST_DROPPED_SECONDS = 3600
+DROP_REASONS = ("bot", "origin")
+
+
+def _remember(pipe, site_id: int, reason: str, detail: str, n: int) -> None:
+    note = {"at": time.time(), "count": n, "detail": detail[:300]}
+    pipe.set(f"{LAST_DROPPED}{site_id}:{reason}", json.dumps(note), ex=LAST_DROPPED_SECONDS)
+
+
+def remember_refused(site_id: int, reason: str, detail: str) -> None:
+    """Keep a refused request (a browser on an origin not in the site's domains) for the
+    install check; best effort, like count_dropped."""
+    try:
+        pipe = client().pipeline(transaction=False)
+        _remember(pipe, site_id, reason, detail, 1)
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("could not note a refused request (%s) for site %s", reason, site_id)
+
+
+def last_dropped(site_id: int) -> dict[str, dict]:
+    """The site's last drop per reason within the hour: reason → {at (datetime), count, detail}."""
+    try:
+        values = client().mget([f"{LAST_DROPPED}{site_id}:{reason}" for reason in DROP_REASONS])
+    except redis.RedisError:
+        return {}
+    found = {}
+    for reason, value in zip(DROP_REASONS, values, strict=True):
+        if value:
+            note = json.loads(value)
+            note["at"] = datetime.fromtimestamp(note["at"], UTC)
+            found[reason] = note
+    return found

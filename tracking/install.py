@@ -7,7 +7,8 @@ seen by whoever may open the site, and the key is shown in full only once, when
 it is created or rotated. tests/tracking/test_site_install_live.py runs them for real.
 
 `last_event` answers the page's live check from `Site.last_event_at`, which the
-flusher moves forward with every stored batch.
+flusher moves forward with every stored batch, and from the last drop per reason
+(tracking.buffer.last_dropped): "received, dropped as a bot (user agent …)".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 from django.template.loader import render_to_string
 from django.utils.timesince import timesince
 
+from tracking import buffer
 from tracking.ingest import BROWSER_BACKFILL, MAX_FUTURE_SKEW
 from tracking.models import Event, Site
 
@@ -60,8 +62,48 @@ def snippet_parts(site: Site, public_url: str) -> tuple[str, str]:
     return loader, pixel
 
 
+def dropped_since(site: Site, since: datetime | None, now: datetime) -> list[dict]:
+    """What reached us but was not stored since `since`, newest first, in words.
+
+    An owner testing with Playwright or Puppeteer gets 200 and sees nothing stored:
+    their headless browser counts as a bot. Saying so here is the whole answer.
+    """
+    notes = []
+    for reason, note in buffer.last_dropped(site.pk).items():
+        if since is not None and note["at"] <= since:
+            continue
+        detail = note["detail"]
+        when = ago(note["at"], now)
+        if reason == "bot":
+            agent = f" (user agent “{detail}”)" if detail else ""
+            words = (
+                f"Received {when}, dropped as a bot{agent}: automated and headless browsers "
+                "are not stored. Check with an ordinary browser window."
+            )
+        else:
+            words = (
+                f"Refused {when}: a page on {detail} sent events, but that host is not one "
+                "of this site's domains. Add it on the site's page."
+            )
+        notes.append({"reason": reason, "at": note["at"].isoformat(), "detail": detail,
+                      "message": words, "_at": note["at"]})  # fmt: skip
+    notes.sort(key=lambda n: n.pop("_at"), reverse=True)
+    return notes
+
+
 def last_event(site: Site, now: datetime) -> dict:
-    """When the site's latest stored event arrived, what it was and where it came from."""
+    """When the site's latest stored event arrived, what it was and where it came from,
+    and what arrived after it but was dropped (bots) or refused (origin), and why."""
+    answer = _last_stored(site, now)
+    dropped = dropped_since(site, site.last_event_at, now)
+    answer["dropped"] = dropped
+    if dropped:
+        stored = answer["message"] if answer["received"] else "No events stored yet."
+        answer["message"] = " ".join([stored, *(note["message"] for note in dropped)])
+    return answer
+
+
+def _last_stored(site: Site, now: datetime) -> dict:
     received_at = site.last_event_at
     if received_at is None:
         return {"received": False, "message": WAITING}

@@ -18,7 +18,7 @@ from datetime import timedelta
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Upper
 from django.utils.timezone import now as tz_now
@@ -119,6 +119,16 @@ class Site(models.Model):
         help_text="Count the revenue of Order Completed events sent from the browser (the "
         "public write key). Off: only orders your server sends with the secret key carry "
         "revenue; browser orders still count as conversions.",
+    )
+    cart_path = models.CharField(
+        max_length=200,
+        default="/cart/",
+        blank=True,
+        validators=[
+            RegexValidator(r"^/[^\s]*$", "A path on the site, starting with /, e.g. /cart/.")
+        ],
+        help_text="The shop's cart page: emails' {{ cart_url }} when the event carries no "
+        "cart_url property (blank: the event's own url).",
     )
     created_at = models.DateTimeField(default=tz_now, editable=False)
     last_event_at = models.DateTimeField(null=True, blank=True, editable=False)

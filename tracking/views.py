@@ -18,7 +18,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from tracking import buffer
-from tracking.ingest import MAX_BODY_BYTES, IngestError, SiteKey, is_storable, parse_batch
+from tracking.ingest import (
+    MAX_BODY_BYTES,
+    IngestError,
+    SiteKey,
+    is_bot,
+    is_storable,
+    parse_batch,
+)
 from tracking.keys import basic_username, client_ip, lookup_key, url_host
 
 log = logging.getLogger(__name__)
@@ -113,13 +120,26 @@ def record(
         body_size=body_size, dropped=dropped,
     )  # fmt: skip
     if bots:
-        buffer.count_dropped(key.site_id, "bot", bots, received_at.date().isoformat())
+        buffer.count_dropped(
+            key.site_id, "bot", bots, received_at.date().isoformat(), _bot_agent(payload)
+        )
     for reason, n in dropped.items():
         buffer.count_dropped(key.site_id, reason, n, received_at.date().isoformat())
     buffer.accept(
         events, site_id=key.site_id, site_limit=key.events_per_minute, client_key=ip or "-"
     )
     return events
+
+
+def _bot_agent(payload) -> str:
+    """The first user agent in the payload that counts as a bot (only read when bots were)."""
+    calls = payload.get("batch") if isinstance(payload, dict) else None
+    for call in (calls if isinstance(calls, list) else [payload])[:100]:
+        context = call.get("context") if isinstance(call, dict) else None
+        agent = context.get("userAgent") if isinstance(context, dict) else None
+        if isinstance(agent, str) and is_bot(agent):
+            return agent
+    return ""
 
 
 def _ingest(request: HttpRequest, single_type: str | None) -> HttpResponse:
@@ -150,6 +170,7 @@ def _ingest(request: HttpRequest, single_type: str | None) -> HttpResponse:
         if origin and not key.trusted:
             host = url_host(origin)
             if host is None or not key.allows_origin(host):
+                buffer.remember_refused(key.site_id, "origin", origin[:300])
                 raise IngestError(
                     403, f"origin {origin} is not in this site's allowed domains", "Origin"
                 )

@@ -56,6 +56,7 @@ def preview_data(template: EmailTemplate, profile: Profile | None) -> EmailData:
         message_id=0, site_id=site.pk, site_name=site.name, postal_address=site.postal_address,
         to_email="ada@example.com", traits={"first_name": "Ada", "last_name": "Lovelace"},
         trigger=SAMPLE_TRIGGER, promo_code="SAMPLE10", template_id=template.pk,
+        cart_path=site.cart_path,
     )  # fmt: skip
     if profile is not None:
         enrollment = Enrollment.objects.filter(profile=profile).order_by("-enrolled_at").first()
@@ -165,14 +166,18 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["to_email", "campaign", "position", "status", "sent_at", "attempts"]
+    list_display = ["to_email", "campaign", "step_number", "status", "sent_at", "attempts"]
     # A date filter (today, past 7 days, this month…) rather than a date hierarchy,
     # whose year links cost a scan of the whole outbox on every page view.
     list_filter = ["status", "site", "campaign", "created_at"]
     search_fields = ["to_email", "esp_message_id"]
     search_help_text = "The recipient's exact email address (any case) or the ESP's message id."
     list_select_related = ["campaign"]
-    readonly_fields = [f.name for f in Message._meta.fields]
+    # Steps are numbered from 1 on every screen (the stored position counts from 0).
+    readonly_fields = [
+        "step_number" if f.name == "position" else f.name for f in Message._meta.fields
+    ]
+    exclude = ["position"]
     actions = ["send_again"]
     show_full_result_count = False
     paginator = LargeTablePaginator
@@ -190,6 +195,10 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="step", ordering="position")
+    def step_number(self, message: Message) -> int:
+        return message.position + 1
 
     @admin.action(description="Send again (failed only; check the ESP first for interrupted ones)")
     def send_again(self, request, queryset):

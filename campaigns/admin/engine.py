@@ -26,7 +26,7 @@ from campaigns.models import Campaign, Decision, Enrollment, SitePolicy, Step
 from campaigns.reports.charts import SERIES, daily_chart, funnel_chart
 from campaigns.reports.snapshots import page_report
 from reengage.admin_paging import LargeTablePaginator
-from tracking.models import Profile
+from tracking.models import Profile, Site
 
 
 class StepInline(admin.TabularInline):
@@ -43,9 +43,12 @@ class StepInline(admin.TabularInline):
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
     inlines = [StepInline]
+    # The report link next to the name, and no more columns than a 1280-px laptop
+    # shows beside the sidebar and the filters: the site only when there are several
+    # (the priority orders the list and is on each campaign's page).
     list_display = [
-        "name", "site", "status", "trigger_event", "goal_event", "holdout", "priority",
-        "active_enrollments", "report_link",
+        "name", "report_link", "status", "trigger_event", "goal_event", "holdout",
+        "active_enrollments", "site",
     ]  # fmt: skip
     list_filter = ["status", "site"]
     search_fields = ["name", "trigger_event"]
@@ -82,6 +85,11 @@ class CampaignAdmin(admin.ModelAdmin):
             .values("n")
         )
         return super().get_queryset(request).annotate(_active=Coalesce(Subquery(active), 0))
+
+    def get_list_display(self, request):
+        if Site.objects.order_by()[:2].count() < 2:
+            return [name for name in self.list_display if name != "site"]
+        return self.list_display
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -198,9 +206,14 @@ class CampaignAdmin(admin.ModelAdmin):
                 )
 
 
+def step_number(position: int | None) -> int | None:
+    """Steps are numbered from 1 on every screen; the stored position counts from 0."""
+    return None if position is None else position + 1
+
+
 class DecisionInline(admin.TabularInline):
     model = Decision
-    fields = ["decided_at", "position", "outcome", "reason_text", "rescheduled_to"]
+    fields = ["decided_at", "step_number", "outcome", "reason_text", "rescheduled_to"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -214,17 +227,24 @@ class DecisionInline(admin.TabularInline):
     def reason_text(self, decision: Decision) -> str:
         return Decision.REASONS.get(decision.reason, decision.reason)
 
+    @admin.display(description="step")
+    def step_number(self, decision: Decision) -> int | None:
+        return step_number(decision.position)
+
 
 @admin.register(Enrollment)
 class EnrollmentAdmin(admin.ModelAdmin):
-    list_display = ["profile", "campaign", "status", "is_holdout", "next_position", "due_at",
+    list_display = ["profile", "campaign", "status", "is_holdout", "next_step", "due_at",
                     "enrolled_at", "exit_reason"]  # fmt: skip
     list_filter = ["status", "is_holdout", "campaign"]
     list_select_related = ["profile", "campaign"]
     search_fields = ["profile__email"]
     search_help_text = "The person's exact email address (any case)."
     inlines = [DecisionInline]
-    readonly_fields = [f.name for f in Enrollment._meta.fields]
+    readonly_fields = [
+        "next_step" if f.name == "next_position" else f.name for f in Enrollment._meta.fields
+    ]
+    exclude = ["next_position"]
     show_full_result_count = False
     paginator = LargeTablePaginator
 
@@ -239,6 +259,10 @@ class EnrollmentAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    @admin.display(description="next step", ordering="next_position")
+    def next_step(self, enrollment: Enrollment) -> int | None:
+        return step_number(enrollment.next_position)
 
 
 class DecisionReason(admin.SimpleListFilter):
@@ -257,10 +281,13 @@ class DecisionReason(admin.SimpleListFilter):
 
 @admin.register(Decision)
 class DecisionAdmin(admin.ModelAdmin):
-    list_display = ["decided_at", "campaign", "profile", "position", "outcome", "reason_text"]
+    list_display = ["decided_at", "campaign", "profile", "step_number", "outcome", "reason_text"]
     list_filter = ["outcome", DecisionReason, "campaign"]
     list_select_related = ["campaign", "profile"]
-    readonly_fields = [f.name for f in Decision._meta.fields]
+    readonly_fields = [
+        "step_number" if f.name == "position" else f.name for f in Decision._meta.fields
+    ]
+    exclude = ["position"]
     # Newest first by id (the order they were made in), through the primary key: the
     # model's (decided_at, id) order would sort the whole log for every page.
     ordering = ["-id"]
@@ -272,6 +299,10 @@ class DecisionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="step", ordering="position")
+    def step_number(self, decision: Decision) -> int | None:
+        return step_number(decision.position)
 
     @admin.display(description="why")
     def reason_text(self, decision: Decision) -> str:

@@ -7,6 +7,8 @@ replaces it, adding what needs campaigns' data.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -18,7 +20,7 @@ from django.utils.html import format_html
 from campaigns.admin.privacy import erase_people, export_people
 from campaigns.people.timeline import Cursor, timeline
 from tracking.admin import ProfileAdmin
-from tracking.models import Profile
+from tracking.models import Profile, Visitor
 
 
 class PersonAdmin(ProfileAdmin):
@@ -34,9 +36,24 @@ class PersonAdmin(ProfileAdmin):
         return request.user.has_perm("tracking.delete_profile") and obj is None
 
     @admin.display(description="timeline")
-    def timeline_link(self, profile: Profile) -> str:
+    def timeline_link(self, profile: Profile, cookie: str = "") -> str:
         url = reverse("admin:tracking_profile_timeline", args=[profile.pk])
+        if cookie:
+            url += "?" + urlencode({"cookie": cookie})
         return format_html('<a href="{}">Timeline</a>', url)
+
+    def get_list_display(self, request):
+        """The timeline links carry the cookie ID searched for, so an anonymous
+        visitor's timeline is titled by the identifier the marketer knows."""
+        term = request.GET.get("q", "").strip()
+        if not term or "@" in term:
+            return self.list_display
+
+        @admin.display(description="timeline")
+        def timeline(profile: Profile) -> str:
+            return self.timeline_link(profile, cookie=term)
+
+        return [timeline if name == "timeline_link" else name for name in self.list_display]
 
     def get_urls(self):
         own = [
@@ -58,9 +75,17 @@ class PersonAdmin(ProfileAdmin):
                     "before: not a timeline position (use the page's “Older” link)"
                 )
         page = timeline(profile, before=before)
+        cookies = list(
+            Visitor.objects.filter(site_id=profile.site_id, profile=profile)
+            .order_by("-last_seen_at")
+            .values_list("anonymous_id", flat=True)[:COOKIES_SHOWN]
+        )
+        label = known_as(profile, cookies, request.GET.get("cookie", ""))
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Timeline: {profile}",
+            "title": f"Timeline: {label}",
+            "known_as": label,
+            "cookies": cookies,
             "opts": self.model._meta,
             "original": profile,
             "page": page,
@@ -74,6 +99,21 @@ class PersonAdmin(ProfileAdmin):
             "first_page": before is None,
         }
         return TemplateResponse(request, "admin/tracking/profile/timeline.html", context)
+
+
+COOKIES_SHOWN = 5
+
+
+def known_as(profile: Profile, cookies: list[str], searched: str = "") -> str:
+    """The identifier a marketer knows the person by: email, user ID, else a cookie ID
+    (the one searched for, when it is this visitor's), never "profile 4"."""
+    if profile.email or profile.user_id:
+        return str(profile)
+    if searched and searched in cookies:
+        return f"anonymous visitor {searched}"
+    if cookies:
+        return f"anonymous visitor {cookies[0]}"
+    return str(profile)
 
 
 admin.site.unregister(Profile)

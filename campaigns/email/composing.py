@@ -117,6 +117,7 @@ def email_data(message: Message, email_settings: EmailSettings, template_id: int
         open_tracking=email_settings.open_tracking,
         utm_source=email_settings.utm_source,
         utm_medium=email_settings.utm_medium,
+        cart_path=site.cart_path,
     )
 
 

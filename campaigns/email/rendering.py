@@ -31,6 +31,7 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from campaigns.email.sandbox import TEMPLATE_PARTS, TemplateRefused, compile_part, compiled
+from reengage.money import format_money
 
 # --- validation ----------------------------------------------------------------
 
@@ -78,8 +79,9 @@ def _money(value: Any) -> Decimal | None:
     return amount if amount.is_finite() else None
 
 
-def _format_money(amount: Decimal | None) -> str:
-    return "" if amount is None else f"{amount:,.2f}"
+def _currency(trigger: dict) -> str:
+    code = trigger.get("currency")
+    return code.strip().upper()[:3] if isinstance(code, str) else ""
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -102,6 +104,7 @@ def _plain(value: Any, depth: int = 0) -> Any:
 def products_from(trigger: dict) -> list[dict]:
     if not isinstance(trigger, dict):
         return []
+    currency = _currency(trigger)
     products = trigger.get("products")
     if not isinstance(products, list):
         # Segment's single-product events (Product Added, Product Viewed) carry the
@@ -118,7 +121,7 @@ def products_from(trigger: dict) -> list[dict]:
             {
                 "name": str(item.get("name") or "")[:200],
                 "price": _money(item.get("price")),
-                "price_display": _format_money(_money(item.get("price"))),
+                "price_display": format_money(_money(item.get("price")), currency),
                 "quantity": quantity if isinstance(quantity, int) else 1,
                 "image": safe_url(item.get("image_url") or item.get("image")),
                 "url": safe_url(item.get("url")),
@@ -153,19 +156,26 @@ class EmailData:
     open_tracking: bool = False
     utm_source: str = "reengage"
     utm_medium: str = "email"
+    # The site's cart page ("/cart/"): cart_url when the event carries none.
+    cart_path: str = ""
 
 
-_PRODUCT_ROW = (
-    '<tr><td width="96" style="padding:8px 12px 8px 0;vertical-align:top">{}</td>'
+_PRODUCT_IMAGE = '<td width="96" style="padding:8px 12px 8px 0;vertical-align:top">{}</td>'
+_PRODUCT_TEXT = (
     '<td style="padding:8px 0;vertical-align:top;font-family:Helvetica,Arial,sans-serif;'
-    'font-size:15px">{}<br>{}</td></tr>'
+    'font-size:15px">{}<br>{}</td>'
 )
 
 
-def products_block(products: list[dict], currency: str) -> SafeString:
-    """The trigger's products as a mail-client-safe table (every value escaped)."""
+def products_block(products: list[dict]) -> SafeString:
+    """The trigger's products as a mail-client-safe table (every value escaped).
+
+    The image column is there only when a product has an image: an empty 96-px
+    column pushes the names aside for nothing.
+    """
     if not products:
         return mark_safe("")
+    with_images = any(product["image"] for product in products)
     rows = []
     for product in products:
         image = (
@@ -179,8 +189,10 @@ def products_block(products: list[dict], currency: str) -> SafeString:
             if product["url"] else format_html("<strong>{}</strong>", product["name"])
         )  # fmt: skip
         quantity = f"{product['quantity']} × " if product["quantity"] > 1 else ""
-        price = f"{product['price_display']} {currency}" if product["price_display"] else ""
-        rows.append(format_html(_PRODUCT_ROW, image, name, quantity + price))
+        cells = format_html(_PRODUCT_TEXT, name, quantity + product["price_display"])
+        if with_images:
+            cells = format_html("{}{}", format_html(_PRODUCT_IMAGE, image), cells)
+        rows.append(format_html("<tr>{}</tr>", cells))
     return format_html(
         '<table role="presentation" class="products" width="100%" cellpadding="0" '
         'cellspacing="0" border="0" style="margin:16px 0">{}</table>',
@@ -188,21 +200,41 @@ def products_block(products: list[dict], currency: str) -> SafeString:
     )
 
 
+def cart_url_for(trigger: dict, cart_path: str = "") -> str:
+    """The event's `cart_url`; else the site's cart page on the event's origin; else its `url`.
+
+    The trigger of an abandoned cart is often "Product Added" on a product page, so
+    its `url` is the product, not the cart.
+    """
+    explicit = safe_url(trigger.get("cart_url"))
+    if explicit:
+        return explicit
+    page = safe_url(trigger.get("url"))
+    if page and cart_path.startswith("/"):
+        parts = urlsplit(page)
+        return urlunsplit((parts.scheme, parts.netloc, cart_path, "", ""))
+    return page
+
+
 def template_context(data: EmailData, links: EmailLinks) -> dict:
     traits = _plain(data.traits) if isinstance(data.traits, dict) else {}
     trigger = data.trigger if isinstance(data.trigger, dict) else {}
     products = products_from(trigger)
     first_name = traits.get("first_name") or traits.get("firstName") or ""
+    currency = _currency(trigger)
+    value = _money(trigger.get("value") if "value" in trigger else trigger.get("total"))
     return {
         "first_name": first_name if isinstance(first_name, str) else "",
         "traits": traits,
         "email": data.to_email,
         "products": products,
         # A callable: the template engine builds the block only where it is used.
-        "products_block": partial(products_block, products, str(trigger.get("currency") or "")[:3]),
-        "value": _money(trigger.get("value") if "value" in trigger else trigger.get("total")),
-        "currency": str(trigger.get("currency") or "")[:3],
-        "cart_url": safe_url(trigger.get("url") or trigger.get("cart_url")),
+        "products_block": partial(products_block, products),
+        "value": value,
+        "currency": currency,
+        # "€89.50": the value as the products block writes prices.
+        "value_display": format_money(value, currency),
+        "cart_url": cart_url_for(trigger, data.cart_path),
         "promo_code": data.promo_code,
         "site_name": data.site_name,
         "unsubscribe_url": links.unsubscribe_url,
@@ -224,7 +256,8 @@ def sample_context() -> dict:
 SAMPLE_TRIGGER = {
     "currency": "EUR",
     "value": 89.5,
-    "url": "https://shop.example.com/cart",
+    "url": "https://shop.example.com/p/shirt",
+    "cart_url": "https://shop.example.com/cart/",
     "products": [
         {"name": "Linen shirt", "price": 49.5, "quantity": 1,
          "image_url": "https://shop.example.com/img/shirt.jpg",
@@ -373,6 +406,7 @@ _BLOCK = re.compile(r"</?(?:p|h[1-6]|table|ul|ol|blockquote)\b[^>]*>", re.IGNORE
 _TAG = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 _BLANKS = re.compile(r"\n\s*\n\s*(?:\n\s*)+")
+_SOURCE_BREAK = re.compile(r"[ \t]*[\r\n]+[ \t]*")
 
 
 def _link_text(match: re.Match) -> str:
@@ -384,6 +418,9 @@ def _link_text(match: re.Match) -> str:
 
 def html_to_text(body: str) -> str:
     text = _DROP.sub("", body)
+    # A line break in the HTML source is a space on screen (a heading written on
+    # two lines is one line); only tags break lines in the text part.
+    text = _SOURCE_BREAK.sub(" ", text)
     text = _LINK.sub(_link_text, text)
     text = _BREAK.sub("\n", text)
     text = _BLOCK.sub("\n\n", text)

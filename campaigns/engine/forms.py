@@ -141,10 +141,28 @@ class CampaignForm(forms.ModelForm):
 
 
 class StepForm(forms.ModelForm):
+    # Marketers number steps from 1, as the timeline, the outbox and the report do;
+    # the stored position counts from 0 (cleaned_data["position"] is the stored one).
+    position = forms.IntegerField(
+        label="Step",
+        min_value=1,
+        help_text="1 for the first step, 2 for the next, …",
+        # The admin's narrow number box, as the model field would have had.
+        widget=forms.NumberInput(attrs={"class": "vIntegerField"}),
+    )
+
     class Meta:
         model = Step
         fields = ["position", "delay_minutes", "delay_from", "channel", "template", "audience"]
         labels = {"delay_minutes": "Wait (minutes)", "delay_from": "counted"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.initial["position"] = self.instance.position + 1
+
+    def clean_position(self) -> int:
+        return self.cleaned_data["position"] - 1
 
     def clean(self):
         cleaned = super().clean()
@@ -178,7 +196,7 @@ class StepInlineFormSet(forms.BaseInlineFormSet):
         ]
         positions = [form.cleaned_data.get("position") for form in kept]
         if len(positions) != len(set(positions)):
-            raise ValidationError("Two steps have the same position; number them 0, 1, 2, …")
+            raise ValidationError("Two steps have the same number; number them 1, 2, 3, …")
         if not kept and self.instance.status == Campaign.Status.ACTIVE:
             raise ValidationError(
                 "An active campaign needs at least one step. Add one, or save it as a draft."

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
 from django.db import connection
 from django.db.models import F, Q
@@ -31,6 +32,7 @@ from django.urls import reverse
 from psycopg2 import sql
 
 from campaigns.models import AudienceChange, AudienceMember, Decision, Enrollment
+from reengage.money import format_money
 from tracking.models import Event, Profile
 
 PAGE_SIZE = 50
@@ -135,11 +137,19 @@ def _profile_ids(profile: Profile) -> list[int]:
 
 
 def _money(properties: dict) -> str:
+    """The event's amount as emails and reports write money ("€19.50"), when it is one."""
     for name in MONEY_PROPERTIES:
         value = properties.get(name)
         if isinstance(value, int | float | str) and not isinstance(value, bool) and value != "":
             currency = properties.get("currency")
-            return f"{value} {currency}" if isinstance(currency, str) else str(value)
+            currency = currency[:3] if isinstance(currency, str) else ""
+            try:
+                amount = Decimal(str(value))
+            except InvalidOperation:
+                amount = None
+            if amount is None or not amount.is_finite():
+                return f"{value} {currency}".strip()[:DETAIL_CHARS]
+            return format_money(amount, currency)
     return ""
 
 
@@ -177,13 +187,12 @@ def _consent_words(new: dict, old: dict | None) -> str:
             parts.append("agreed to " + ", ".join(given))
         if refused:
             parts.append("refused " + ", ".join(refused))
-        return "Consent recorded: " + "; ".join(parts)
-    changes = [
-        ("agreed to " if value else "withdrew consent to ") + purpose
-        for purpose, value in sorted(new.items())
-        if old.get(purpose) != value
-    ]
-    return "Consent changed: " + ", ".join(changes)
+        return ("Consent given: " if given else "Consent refused: ") + "; ".join(parts)
+    changed = [(p, v) for p, v in sorted(new.items()) if old.get(p) != v]
+    changes = [("agreed to " if v else "withdrew consent to ") + p for p, v in changed]
+    # Agreeing to purposes never decided before is giving consent, not changing it.
+    first_time = all(v and p not in old for p, v in changed)
+    return ("Consent given: " if first_time else "Consent changed: ") + ", ".join(changes)
 
 
 def _events(profile: Profile, before: Cursor | None, limit: int) -> list[TimelineEntry]:
@@ -212,9 +221,12 @@ def _events(profile: Profile, before: Cursor | None, limit: int) -> list[Timelin
                       _event_detail(properties))  # fmt: skip
         consent = row["consent"]
         if isinstance(consent, dict) and consent:
+            # An earlier event's empty consent ({}) recorded nothing: this is the first.
             older = next(
-                (r["consent"] for r in rows[i + 1 :] if isinstance(r["consent"], dict)), None
-            )
+                (r["consent"] for r in rows[i + 1 :] if isinstance(r["consent"], dict)
+                 and r["consent"]),
+                None,
+            )  # fmt: skip
             if older is None and complete:
                 entry.notes.append(_consent_words(consent, None))
                 entry.kind = "consent"

@@ -30,6 +30,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from campaigns.models import Attribution, Campaign, Decision, Enrollment, Message, Step
+from reengage.money import format_money
 
 Z_95 = 1.959964  # two-sided 95 % quantile of the standard normal
 
@@ -118,6 +119,16 @@ def verdict(treated_converted: int, treated: int, holdout_converted: int, holdou
     )
 
 
+def revenue_in_words(revenue: dict[str, Decimal]) -> str:
+    """ "€42.50, $10.00" as the emails write money; "0" when nothing was credited."""
+    if not revenue:
+        return "0"
+    return ", ".join(
+        format_money(amount, "" if currency == "?" else currency)
+        for currency, amount in sorted(revenue.items())
+    )
+
+
 @dataclass
 class StepRow:
     position: int
@@ -133,6 +144,10 @@ class StepRow:
     clicked: int = 0
     orders: int = 0
     revenue: dict[str, Decimal] = field(default_factory=dict)  # currency → sum
+
+    @property
+    def revenue_display(self) -> str:
+        return revenue_in_words(self.revenue)
 
 
 @dataclass
@@ -160,10 +175,25 @@ class Report:
     days: list[Day]
     lift: Lift | None
     verdict: str
+    # Distinct people (treated, holdout, both): `treated` and `holdout` count
+    # enrollments, and a person who entered twice is two enrollments. Defaults so
+    # that snapshots stored before these fields still load (zero until refreshed).
+    treated_people: int = 0
+    holdout_people: int = 0
+    people: int = 0
 
     @property
     def enrolled(self) -> int:
         return self.treated + self.holdout
+
+    @property
+    def treated_rate(self) -> float | None:
+        """Percent of treated enrollments that converted; shown with or without a holdout."""
+        return 100 * self.treated_converted / self.treated if self.treated else None
+
+    @property
+    def holdout_rate(self) -> float | None:
+        return 100 * self.holdout_converted / self.holdout if self.holdout else None
 
     @property
     def converted(self) -> int:
@@ -190,10 +220,14 @@ class Report:
         return dict(sorted(total.items()))
 
     @property
+    def revenue_display(self) -> str:
+        return revenue_in_words(self.revenue)
+
+    @property
     def funnel(self) -> list[tuple[str, int]]:
         """People in the treated group at each stage, trigger to conversion."""
         return [
-            ("Triggered (treated)", self.treated),
+            ("Triggered (treated enrollments)", self.treated),
             ("Emailed or retargeted", self.reached),
             ("Email delivered", self.delivered),
             ("Email opened", self.opened),
@@ -218,6 +252,9 @@ def campaign_report(campaign: Campaign, *, now: datetime) -> Report:
         treated_converted=Count("pk", filter=converted & Q(is_holdout=False)),
         holdout_converted=Count("pk", filter=converted & Q(is_holdout=True)),
         reached=Count("pk", filter=Q(reached, is_holdout=False)),
+        treated_people=Count("profile", distinct=True, filter=Q(is_holdout=False)),
+        holdout_people=Count("profile", distinct=True, filter=Q(is_holdout=True)),
+        people=Count("profile", distinct=True),
     )
     exits = [
         (row["exit_reason"], Decision.REASONS.get(row["exit_reason"], row["exit_reason"]), row["n"])
@@ -333,4 +370,7 @@ def campaign_report(campaign: Campaign, *, now: datetime) -> Report:
         days=[days[d] for d in sorted(days)],
         lift=lift_interval(*args),
         verdict=verdict(*args),
+        treated_people=totals["treated_people"],
+        holdout_people=totals["holdout_people"],
+        people=totals["people"],
     )

@@ -37,7 +37,7 @@ def campaign_post(site, steps: list[dict], **fields) -> dict:
         "steps-MAX_NUM_FORMS": 1000,
     }
     for n, step in enumerate(steps):
-        values = {"position": n, "delay_minutes": 60, "delay_from": "trigger",
+        values = {"position": n + 1, "delay_minutes": 60, "delay_from": "trigger",
                   "channel": "email_else_retarget", **step}  # fmt: skip
         for key, value in values.items():
             data[f"steps-{n}-{key}"] = "" if value is None else value

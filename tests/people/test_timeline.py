@@ -103,7 +103,7 @@ def test_the_timeline_merges_every_source_newest_first_in_plain_words(person):
     assert entries["Entered the campaign “Abandoned cart”"].detail == (
         "Left the campaign: Reached the campaign's goal."
     )
-    assert entries["Product Added"].detail == "19.5 EUR"
+    assert entries["Product Added"].detail == "€19.50"
     assert entries["Product Viewed"].detail == "Blue shirt"
 
 
@@ -129,9 +129,24 @@ def test_consent_changes_are_noted_on_the_event_that_carried_them(site):
     track(site, "Product Viewed", at=minutes(2), context={"consent": {**yes, "advertising": False}})
     notes = [e.notes for e in reversed(timeline(profile_of(site)).entries)]
     assert notes == [
-        ["Consent recorded: agreed to advertising, analytics, email"],
+        ["Consent given: agreed to advertising, analytics, email"],
         [],
         ["Consent changed: withdrew consent to advertising"],
+    ]
+
+
+def test_a_first_consent_after_undecided_events_is_consent_given_not_changed(site):
+    # The snippet sends {} until the visitor decides.
+    track(site, "Page Viewed", at=minutes(0), context={"consent": {}})
+    track(site, "Product Viewed", at=minutes(1), context={"consent": {"analytics": True}})
+    track(site, "Signed Up", at=minutes(2), context={"consent": {"analytics": True, "email": True}})
+    track(site, "Left", at=minutes(3), context={"consent": {"analytics": True, "email": False}})
+    notes = [e.notes for e in reversed(timeline(profile_of(site)).entries)]
+    assert notes == [
+        [],
+        ["Consent given: agreed to analytics"],
+        ["Consent given: agreed to email"],
+        ["Consent changed: withdrew consent to email"],
     ]
 
 

@@ -134,7 +134,7 @@ def test_the_report_counts_per_group_and_step(campaign):
     assert report.verdict.startswith("The campaign is lifting conversions by 10.0 points")
     assert (report.emailed, report.retargeted) == (10, 190)
     assert report.funnel == [
-        ("Triggered (treated)", 200), ("Emailed or retargeted", 200), ("Email delivered", 9),
+        ("Triggered (treated enrollments)", 200), ("Emailed or retargeted", 200), ("Email delivered", 9),
         ("Email opened", 8), ("Email clicked", 7), ("Converted", 30),
     ]  # fmt: skip
     first, second = report.steps

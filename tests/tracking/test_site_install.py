@@ -71,7 +71,7 @@ def test_the_check_waits_until_an_event_arrives(admin_client):
     site = make_site()
     response = admin_client.get(check_url(site))
     assert response.status_code == 200
-    assert response.json() == {"received": False, "message": WAITING}
+    assert response.json() == {"received": False, "message": WAITING, "dropped": []}
     assert "no-cache" in response["Cache-Control"]
     assert WAITING in admin_client.get(install_url(site)).text
 

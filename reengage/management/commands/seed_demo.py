@@ -1,4 +1,8 @@
-"""`manage.py seed_demo [--json]`: create (idempotently) the demo store's site and campaign."""
+"""`manage.py seed_demo [--json|--brief]`: create (idempotently) the demo store's site and campaign.
+
+The secret key is printed only with --json (for scripts): a console scrolls back
+and gets pasted into tickets. People read it in the admin instead.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from reengage.demo import DEMO_SITE_NAME
+from reengage.demo import DEMO_SITE_NAME, LEGACY_DEMO_SITE_NAME
 
 
 class Command(BaseCommand):
@@ -18,37 +22,61 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json", action="store_true", help="print the demo site's keys as JSON"
         )
+        parser.add_argument(
+            "--brief", action="store_true", help="one line (what `make run` prints)"
+        )
 
     @transaction.atomic
-    def handle(self, *args, json: bool = False, **options):
+    def handle(self, *args, json: bool = False, brief: bool = False, **options):
         from tracking.models import Site
 
+        # Checkouts seeded before the demo was named after its shop keep their site.
+        if not Site.objects.filter(name=DEMO_SITE_NAME).exists():
+            Site.objects.filter(name=LEGACY_DEMO_SITE_NAME).update(name=DEMO_SITE_NAME)
         site, created = Site.objects.get_or_create(
             name=DEMO_SITE_NAME,
             defaults={
                 "domains": ["127.0.0.1", "localhost"],
-                "postal_address": "Trailhead Supply (demo), 1 Example Street, 00000 Nowhere",
+                "postal_address": f"{DEMO_SITE_NAME}, 1 Example Street, 00000 Nowhere",
                 "anonymize_ip": True,
+                "cart_path": "/demo/cart/",
             },
         )
         seeded = seed_campaign(site)
+        verb = "created" if created else "already there"
         if json:
             self.stdout.write(_json(site, seeded))
-        else:
-            verb = "created" if created else "already there"
+        elif brief:
+            self.stdout.write(
+                f"demo store {verb}: campaign {seeded['campaign']!r}, "
+                f"steps after {delays_in_words()}"
+            )
+        elif options.get("verbosity", 1) > 0:
             self.stdout.write(
                 f"Demo store {verb}: {settings.PUBLIC_URL}/demo/\n"
-                f"  write key:  {site.write_key}\n  secret key: {site.secret_key}\n"
-                f"  campaign:   {seeded['campaign']} (steps after {DEMO_DELAYS} minutes)\n"
+                f"  write key:  {site.write_key}\n"
+                f"  secret key: not printed; the admin's Sites → {DEMO_SITE_NAME} page shows its "
+                "start (rotate it there to see a new one in full), or use --json\n"
+                f"  campaign:   {seeded['campaign']} (steps after {delays_in_words()})\n"
                 f"  audience:   {seeded['audience']}\n"
             )
 
 
 DEMO_DELAYS = (2, 10)  # minutes: short, so a newcomer sees the result while they watch
 
-DEMO_TEMPLATE_HTML = """<h1>{% if first_name %}{{ first_name }}, you{% else %}You{% endif %} left
-something behind</h1>
-<p>Your cart at {{ site_name }} is waiting{% if value %} ({{ currency }} {{ value }}){% endif %}.</p>
+
+def delays_in_words() -> str:
+    """(2, 10) → "2 and 10 minutes"."""
+    numbers = [str(delay) for delay in DEMO_DELAYS]
+    listed = ", ".join(numbers[:-1]) + " and " + numbers[-1] if len(numbers) > 1 else numbers[0]
+    return f"{listed} minutes"
+
+
+# What a marketer copies: every line reads well in the HTML and in the text part
+# generated from it (headings on one line, the value as the products block writes it).
+DEMO_TEMPLATE_HTML = """\
+<h1>{% if first_name %}{{ first_name }}, you{% else %}You{% endif %} left something behind</h1>
+<p>Your cart at {{ site_name }} is waiting{% if value_display %}: {{ value_display }}{% endif %}.</p>
 {{ products_block }}
 <p><a href="{{ cart_url|default:'#' }}">Back to your cart</a></p>
 {% if promo_code %}<p>Use code <strong>{{ promo_code }}</strong> for 10 % off.</p>{% endif %}
@@ -68,7 +96,7 @@ def seed_campaign(site) -> dict:
         site=site,
         name="Demo: you left something behind",
         defaults={"subject": "Still thinking it over?", "preheader": "Your cart is saved.",
-                  "html": DEMO_TEMPLATE_HTML, "from_name": "Trailhead Supply",
+                  "html": DEMO_TEMPLATE_HTML, "from_name": DEMO_SITE_NAME,
                   "from_email": "shop@demo.invalid"},
     )  # fmt: skip
     audience, _ = Audience.objects.get_or_create(
