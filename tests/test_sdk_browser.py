@@ -161,9 +161,9 @@ def stream_events() -> int:
     return sum(int(fields[b"n"]) for _, fields in client.xrange(buffer.STREAM))
 
 
-def run_sdk(chromium, request, packages, admin_client, site, key: str) -> Visit:
+def run_sdk(chromium, request, packages, admin_client, site, key: str, setup: str = "") -> Visit:
     _, global_name, _ = SDKS[key]
-    setup = copied_setup(admin_client, site, key)
+    setup = setup or copied_setup(admin_client, site, key)
     # What the customer's page does once the setup is in its <head>: the visitor signs
     # in (the shop's backend rendered the user_hash) and looks at a product.
     calls = (
@@ -225,6 +225,28 @@ def test_a_call_retried_after_a_503_is_stored_once(
     assert stream_events() == 3 + len(retried)
     assert_landed(site, key)  # ... PostgreSQL has it once.
     assert Event.objects.filter(site=site, message_id__in=retried).count() == len(retried)
+    assert visit.off_machine() == []
+
+
+@pytest.mark.parametrize("fault", [False, True], ids=["plain", "after-a-503"])
+def test_analytics_js_batching_delivers_through_its_batch_path(
+    chromium, request, packages, admin_client, site, fault
+):
+    setup = copied_setup(admin_client, site, "analytics-next")
+    assert setup.count("// deliveryStrategy:") == 1
+    batching = setup.replace("// deliveryStrategy:", "deliveryStrategy:")
+    buffer.LOST_ACKNOWLEDGEMENTS.count = 1 if fault else 0
+    try:
+        visit = run_sdk(chromium, request, packages, admin_client, site, "analytics-next",
+                        batching)  # fmt: skip
+    finally:
+        buffer.LOST_ACKNOWLEDGEMENTS.count = 0
+    posts = [r for r in visit.requests if r.method == "POST"]
+    assert posts and {urlsplit(r.url).path for r in posts} == {"/v1/b"}
+    statuses = [status for _, status, _ in visit.answers]
+    assert (503 in statuses) is fault
+    assert stream_events() == (6 if fault else 3)  # the whole batch, resent once
+    assert_landed(site, "analytics-next")
     assert visit.off_machine() == []
 
 
