@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from reengage import dev_port
 from reengage.embedded import data_dir
 
 STOP_TIMEOUT = 15
@@ -29,7 +30,9 @@ class Command(BaseCommand):
     help = "Run the whole system in the foreground (web, Celery worker, Celery beat)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+        parser.add_argument(
+            "--port", type=int, default=int(os.environ.get("PORT") or dev_port.DEFAULT_PORT)
+        )
         parser.add_argument("--no-migrate", action="store_true")
 
     def handle(self, *args, port: int, no_migrate: bool, **options):
@@ -63,6 +66,8 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
+        # For createsite, seed_demo & co. in another terminal (reengage/dev_port.py).
+        dev_port.record(port)
         try:
             for name, command in commands.items():
                 children[name] = subprocess.Popen(
@@ -76,6 +81,7 @@ class Command(BaseCommand):
                     break
                 time.sleep(0.2)
         finally:
+            dev_port.forget()
             self.stop_children(children)
         self.stdout.write("reengage stopped.")
 
