@@ -35,3 +35,14 @@ def test_the_analytics_js_setup_splits_the_host_from_the_scheme():
         s for s in sdk_snippets("http://localhost:8123/", "wk_1") if s.key == "analytics-next"
     ]
     assert 'apiHost: "localhost:8123/v1", protocol: "http"' in segment.code
+
+
+def test_api_md_lists_exactly_the_headers_a_preflight_may_allow():
+    import re
+
+    from tracking.views import ALLOWED_REQUEST_HEADERS
+
+    api = (ROOT / "docs" / "api.md").read_text()
+    section = api.split("### Official SDKs", 1)[1].split("\n### ", 1)[0]
+    listed = section.split("allow-list, and no others:", 1)[1].split(". The", 1)[0]
+    assert {name.lower() for name in re.findall(r"`([^`]+)`", listed)} == ALLOWED_REQUEST_HEADERS
