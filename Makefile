@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run banner test lint format snippet screenshots check-deploy clean-data embedded-status embedded-stop
+.PHONY: install run banner test lint format snippet screenshots check-deploy clean-data embedded-status embedded-stop sdk-packages
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The official Segment and RudderStack JS SDKs the tests run (tests/sdk/), from npm
+# into .data/npm/ (tests/sdk_packages.py); the tests install them too when missing.
+sdk-packages: $(STAMP)
+	$(PY) -m tests.sdk_packages
 
 # Rebuild static/reengage/reengage.js after editing reengage.src.js.
 snippet: $(STAMP)

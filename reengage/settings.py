@@ -60,8 +60,14 @@ if any(len(key) < 32 for key in FIELD_ENCRYPTION_KEYS):
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-# The public URL of this reengage instance, used in snippets and email links.
-PUBLIC_URL = env_str("PUBLIC_URL", f"http://127.0.0.1:{env_int('PORT', 8000)}").rstrip("/")
+# The public URL of this reengage instance, used in snippets and email links. Unset, it is
+# the local server's: on PORT, else on the port a running `make run` recorded (so commands
+# in a second terminal print its URLs, reengage/dev_port.py), else 8000.
+PUBLIC_URL = env_str("PUBLIC_URL", "").rstrip("/")
+if not PUBLIC_URL:
+    from reengage.dev_port import public_port
+
+    PUBLIC_URL = f"http://127.0.0.1:{public_port(env_int('PORT', 0, minimum=1) or None)}"
 
 INSTALLED_APPS = [
     "admin_interface",  # the admin theme (docs/admin.md); its templates come before admin's

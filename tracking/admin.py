@@ -74,6 +74,7 @@ class SiteAdmin(admin.ModelAdmin):
             "loader": loader,
             "pixel": pixel,
             "examples": install.install_examples(settings.PUBLIC_URL),
+            "sdk_snippets": install.sdk_snippets(settings.PUBLIC_URL, site.write_key),
             "secret_variable": install.SECRET_KEY_VARIABLE,
             "example_email": install.EXAMPLE_EMAIL,
             "example_user_id": install.EXAMPLE_USER_ID,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -52,6 +53,33 @@ return redis.call('XADD', KEYS[3], '*', 'c', ARGV[5], 'n', ARGV[1], 'f', ARGV[6]
 
 class StorageUnavailable(Exception):
     """Neither Redis nor PostgreSQL took the events: the client must retry."""
+
+
+class LostAcknowledgements:
+    """Test-only fault: the next `count` requests whose events were buffered are answered
+    503 anyway, as when an answer is lost on its way back. The client retries what is
+    already stored, which is what the SDK tests need to prove a retry stores one copy.
+    Zero (always, outside tests) costs one attribute read per request."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        if self.count <= 0:
+            return False
+        with self._lock:
+            if self.count <= 0:
+                return False
+            self.count -= 1
+            return True
+
+
+LOST_ACKNOWLEDGEMENTS = LostAcknowledgements()
+
+
+def acknowledgement_lost() -> bool:
+    return LOST_ACKNOWLEDGEMENTS.take()
 
 
 class RateLimited(Exception):

@@ -301,13 +301,17 @@ def normalize_event(
         previous_id = _id(raw, "previousId", path, required=True)
         if not user_id:
             raise IngestError(400, "is required for alias", f"{path}.userId")
+    traits_field = f"{path}.traits"
     if event_type == "identify" and not traits:
         traits = context.get("traits") if isinstance(context.get("traits"), dict) else {}
+        traits_field = f"{path}.context.traits"
 
     timestamp = received_at
     declared = None  # the client's own timestamp, as sent: every retry repeats it
-    if raw.get("timestamp") is not None:
-        timestamp = declared = parse_time(raw["timestamp"], f"{path}.timestamp")
+    # Segment's SDKs send `timestamp`; RudderStack's send `originalTimestamp` instead.
+    time_key = "timestamp" if raw.get("timestamp") is not None else "originalTimestamp"
+    if raw.get(time_key) is not None:
+        timestamp = declared = parse_time(raw[time_key], f"{path}.{time_key}")
         event_sent_at = (
             parse_time(raw["sentAt"], f"{path}.sentAt") if raw.get("sentAt") else sent_at
         )
@@ -315,7 +319,7 @@ def normalize_event(
             # Correct the client's clock skew the way Segment does.
             timestamp = received_at - (event_sent_at - timestamp)
     if timestamp > received_at + MAX_FUTURE_SKEW:
-        context["originalTimestamp"] = raw.get("timestamp")
+        context["originalTimestamp"] = raw.get(time_key)
         timestamp = received_at
     if key.trusted:
         if timestamp < received_at - timedelta(days=key.retention_days):
@@ -325,7 +329,7 @@ def normalize_event(
                 f"{path}.timestamp",
             )
     elif timestamp < received_at - BROWSER_BACKFILL:
-        context["originalTimestamp"] = raw.get("timestamp")
+        context["originalTimestamp"] = raw.get(time_key)
         timestamp = received_at
 
     user_agent = context.get("userAgent")
@@ -343,12 +347,20 @@ def normalize_event(
     email = ""
     raw_email = traits.get("email") if event_type == "identify" else None
     hash_field = (
-        f"{path}.traits.user_hash" if traits.get("user_hash") else f"{path}.context.user_hash"
+        f"{traits_field}.user_hash" if traits.get("user_hash") else f"{path}.context.user_hash"
     )
     user_hash = traits.pop("user_hash", None) or context.pop("user_hash", None)
+    # RudderStack's SDKs send an identify's traits in context.traits as well (the Node
+    # SDK in both places, and v3 on every later call): the proof is kept in neither.
+    context_traits = context.get("traits")
+    if isinstance(context_traits, dict) and "user_hash" in context_traits:
+        context["traits"] = {k: v for k, v in context_traits.items() if k != "user_hash"}
+        if not user_hash:
+            user_hash = context_traits["user_hash"]
+            hash_field = f"{path}.context.traits.user_hash"
     if raw_email is not None:
         if not isinstance(raw_email, str) or "@" not in raw_email or len(raw_email) > 254:
-            raise IngestError(400, "is not an email address", f"{path}.traits.email")
+            raise IngestError(400, "is not an email address", f"{traits_field}.email")
         email = raw_email.strip()
     if user_hash is not None and not isinstance(user_hash, str):
         raise IngestError(400, "must be a string (hex HMAC-SHA256)", hash_field)

@@ -6,6 +6,12 @@ the secret key from the REENGAGE_SECRET_KEY environment variable: the page is
 seen by whoever may open the site, and the key is shown in full only once, when
 it is created or rotated. tests/tracking/test_site_install_live.py runs them for real.
 
+`sdk_snippets` renders the setup for the official Segment and RudderStack SDKs
+(templates/tracking/install/sdk/): what each needs to send to reengage
+(`apiHost` and inline `cdnSettings`, `dataPlaneUrl` and `getSourceConfig`, `host`).
+docs/site-owners.md shows the same text, and tests/tracking/test_sdk_browser.py and
+tests/tracking/test_sdk_node.py run it, copied from the page, with the real npm packages.
+
 `last_event` answers the page's live check from `Site.last_event_at`, which the
 flusher moves forward with every stored batch, and from the last drop per reason
 (tracking.buffer.last_dropped): "received, dropped as a bot (user agent …)".
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.template.loader import render_to_string
 from django.utils.timesince import timesince
@@ -51,6 +58,47 @@ def install_examples(public_url: str) -> list[Example]:
     return [
         Example(key, label, how_to_run, render_to_string(template, context))
         for key, label, how_to_run, template in EXAMPLES
+    ]
+
+
+@dataclass(frozen=True)
+class SdkSnippet:
+    key: str
+    label: str
+    where: str  # "browser" or "server"
+    package: str  # the npm package, at the version the tests pin (tests/sdk/package.json)
+    code: str
+
+
+SDKS = [
+    ("analytics-next", "Segment Analytics.js 2.0", "browser", "@segment/analytics-next",
+     "tracking/install/sdk/analytics-next.html.txt"),
+    ("rudderstack-v3", "RudderStack JS v3", "browser", "@rudderstack/analytics-js",
+     "tracking/install/sdk/rudderstack-v3.html.txt"),
+    ("rudderstack-v1", "RudderStack JS v1.1", "browser", "rudder-sdk-js",
+     "tracking/install/sdk/rudderstack-v1.html.txt"),
+    ("segment-node", "Segment for Node.js", "server", "@segment/analytics-node",
+     "tracking/install/sdk/segment-node.js.txt"),
+    ("rudderstack-node", "RudderStack for Node.js", "server", "@rudderstack/rudder-sdk-node",
+     "tracking/install/sdk/rudderstack-node.js.txt"),
+]  # fmt: skip
+
+
+def sdk_snippets(public_url: str, write_key: str) -> list[SdkSnippet]:
+    """Each SDK's setup against this instance; browser ones carry the site's write key."""
+    api = public_url.rstrip("/")
+    parts = urlsplit(api)
+    context = {
+        "api": api,
+        # Analytics.js takes its host without the scheme, and the scheme apart.
+        "api_host": parts.netloc + parts.path,
+        "protocol": parts.scheme or "https",
+        "write_key": write_key,
+        "email": EXAMPLE_EMAIL,
+    }
+    return [
+        SdkSnippet(key, label, where, package, render_to_string(template, context).strip() + "\n")
+        for key, label, where, package, template in SDKS
     ]
 
 

@@ -33,7 +33,7 @@ fuzz = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-INGEST_PATHS = ["/v1/batch", "/v1/track", "/v1/identify"]
+INGEST_PATHS = ["/v1/batch", "/v1/track", "/v1/identify", "/v1/b", "/v1/i"]
 
 
 def basic(username: str) -> str:
@@ -70,7 +70,8 @@ contexts = st.fixed_dictionaries(
     },
 )
 FIELDS = ["type", "messageId", "anonymousId", "userId", "previousId", "event", "name",
-          "timestamp", "sentAt", "properties", "traits", "context"]  # fmt: skip
+          "timestamp", "originalTimestamp", "sentAt", "properties", "traits",
+          "context"]  # fmt: skip
 # A valid call first, so most examples get deep into the parser, then one or two
 # fields replaced by anything or removed.
 valid_calls = st.fixed_dictionaries(
@@ -112,7 +113,14 @@ payloads = (
     )
 )
 content_types = st.sampled_from(
-    ["application/json", "text/plain", "application/json; charset=utf-8", "text/html", ""]
+    [
+        "application/json",
+        "text/plain",
+        "application/json; charset=utf-8",
+        "text/html",
+        "",
+        "application/x-www-form-urlencoded",
+    ]
 ) | st.text(max_size=30).filter(lambda t: "\n" not in t and "\r" not in t)
 encodings = st.sampled_from(["", "identity", "gzip", "GZIP", "br", "deflate"]) | st.text(
     max_size=10

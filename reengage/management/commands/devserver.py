@@ -30,7 +30,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from reengage import health
+from reengage import dev_port, health
 from reengage.demo import DEMO_SITE_NAME
 from reengage.embedded import data_dir
 
@@ -45,7 +45,9 @@ class Command(BaseCommand):
     help = "Run the whole system in the foreground (web, Celery worker, Celery beat)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+        parser.add_argument(
+            "--port", type=int, default=int(os.environ.get("PORT") or dev_port.DEFAULT_PORT)
+        )
         parser.add_argument("--no-migrate", action="store_true")
         parser.add_argument(
             "--banner", action="store_true", help="only print the URLs of a running `make run`"
@@ -95,6 +97,8 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
+        # For createsite, seed_demo & co. in another terminal (reengage/dev_port.py).
+        dev_port.record(port)
         try:
             for name, command in commands.items():
                 children[name] = subprocess.Popen(
@@ -110,6 +114,7 @@ class Command(BaseCommand):
                     break
                 time.sleep(0.2)
         finally:
+            dev_port.forget()
             self.stop_children(children)
         self.stdout.write("reengage stopped.")
 
