@@ -353,11 +353,14 @@ def normalize_event(
     # RudderStack's SDKs send an identify's traits in context.traits as well (the Node
     # SDK in both places, and v3 on every later call): the proof is kept in neither.
     context_traits = context.get("traits")
+    proof_email = None  # the email a proof repeated in context.traits was computed with
     if isinstance(context_traits, dict) and "user_hash" in context_traits:
         context["traits"] = {k: v for k, v in context_traits.items() if k != "user_hash"}
         if not user_hash:
             user_hash = context_traits["user_hash"]
             hash_field = f"{path}.context.traits.user_hash"
+            if event_type != "identify" and isinstance(context_traits.get("email"), str):
+                proof_email = context_traits["email"].strip()
     if raw_email is not None:
         if not isinstance(raw_email, str) or "@" not in raw_email or len(raw_email) > 254:
             raise IngestError(400, "is not an email address", f"{traits_field}.email")
@@ -371,7 +374,9 @@ def normalize_event(
         user_id=user_id,
         anonymous_id=anonymous_id,
         previous_id=previous_id,
-        email=email,
+        # A later call repeating the identify's traits (RudderStack) proves the userId
+        # with the identify's email; only an identify's own email reaches the profile.
+        email=email if proof_email is None else proof_email,
         user_hash=user_hash or "",
     )
     if verdict is None:
@@ -383,6 +388,7 @@ def normalize_event(
             hash_field,
         )
     trust_level, email_verified = verdict
+    email_verified = email_verified and bool(email)
 
     gpc = context.get("gpc") is True
     tz = context.get("timezone") if isinstance(context.get("timezone"), str) else ""

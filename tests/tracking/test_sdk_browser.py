@@ -12,8 +12,6 @@ makes is recorded: none may leave the machine.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import json
 import re
@@ -31,6 +29,7 @@ from tracking import buffer
 from tracking.flush import flush_until_empty
 from tracking.keys import clear_key_cache
 from tracking.models import Event, Profile
+from tracking.trust import identity_proof
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -87,8 +86,8 @@ def copied_setup(admin_client, site, key: str) -> str:
 
 
 def user_hash(site, email: str) -> str:
-    return hmac.new(site.secret_key.encode(), email.strip().lower().encode(),
-                    hashlib.sha256).hexdigest()  # fmt: skip
+    """The identity proof the shop's backend renders for user-42 (docs/security.md)."""
+    return identity_proof(site.secret_key, "user-42", email)
 
 
 class Visit:

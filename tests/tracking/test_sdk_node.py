@@ -7,8 +7,6 @@ live_server, with the pinned packages from tests/sdk/ on NODE_PATH.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import os
 import re
@@ -26,6 +24,7 @@ from tracking.flush import flush_until_empty
 from tracking.install import EXAMPLE_EMAIL, SECRET_KEY_VARIABLE
 from tracking.keys import clear_key_cache
 from tracking.models import Event, Profile
+from tracking.trust import identity_proof
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -115,12 +114,10 @@ def test_an_identify_with_the_write_key_counts_the_email_as_verified_only_with_u
 ):
     # A process that holds only the public write key (a kiosk, a desktop app) must
     # prove the email as a page does: with the user_hash the shop's backend computed.
-    proof = hmac.new(site.secret_key.encode(), EXAMPLE_EMAIL.lower().encode(), hashlib.sha256)
+    proof = identity_proof(site.secret_key, "user-42", EXAMPLE_EMAIL)
     setup = copied_setup(admin_client, site, key)
     assert setup.count("first_name: 'Ada'") == 1
-    proved = setup.replace(
-        "first_name: 'Ada'", f"first_name: 'Ada', user_hash: '{proof.hexdigest()}'"
-    )
+    proved = setup.replace("first_name: 'Ada'", f"first_name: 'Ada', user_hash: '{proof}'")
     run_node(proved, tmp_path, packages, site.write_key)
     flush_until_empty()
     person = Profile.objects.get(site=site, user_id="user-42")

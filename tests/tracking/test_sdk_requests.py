@@ -20,6 +20,7 @@ from tests.factories import make_site, segment_event
 from tracking import buffer, flush
 from tracking.keys import clear_key_cache
 from tracking.models import Event, Profile
+from tracking.trust import identity_proof
 
 pytestmark = pytest.mark.django_db
 
@@ -234,12 +235,24 @@ def test_a_wrong_user_hash_in_context_traits_is_a_400_naming_it(client, site):
 
 
 def test_the_proof_is_dropped_from_later_calls_context_traits(client, site):
-    # RudderStack JS v3 repeats the identify's traits in every later call's context.
+    # RudderStack JS v3 repeats the identify's traits, proof included, in every later
+    # call's context: the proof (of the userId and that email) proves the later call.
+    proof = identity_proof(site.secret_key, "u-7", "ann@example.com")
     event = rudder_event("track", userId="u-7")
-    event["context"]["traits"] = {"email": "ann@example.com", "user_hash": "f" * 64}
+    event["context"]["traits"] = {"email": "ann@example.com", "user_hash": proof}
     assert post(client, "/v1/track", event, key=site.write_key).status_code == 200
     [stored_event] = stored(site)
     assert stored_event.context["traits"] == {"email": "ann@example.com"}
+    assert stored_event.trust == 1  # proven, not a browser's bare claim
+
+
+def test_a_wrong_proof_repeated_in_a_later_calls_context_traits_is_a_400(client, site):
+    event = rudder_event("track", userId="u-7")
+    event["context"]["traits"] = {"email": "ann@example.com", "user_hash": "f" * 64}
+    response = post(client, "/v1/track", event, key=site.write_key)
+    assert (response.status_code, response.json()["field"]) == (
+        400, "body.context.traits.user_hash",
+    )  # fmt: skip
 
 
 # --- the test-only lost-acknowledgement fault ----------------------------------------
