@@ -281,6 +281,8 @@ AD_PLATFORM_INTERVAL_SECONDS = env_int("AD_PLATFORM_INTERVAL_SECONDS", 10, minim
 AD_PLATFORM_TIMEOUT_SECONDS = env_int("AD_PLATFORM_TIMEOUT_SECONDS", 20, minimum=1)
 # A claimed batch is another worker's to retry once this has passed (a killed worker).
 AD_PLATFORM_LEASE_SECONDS = env_int("AD_PLATFORM_LEASE_SECONDS", 600, minimum=30)
+# A send task keeps draining its destination's backlog for this long.
+AD_PLATFORM_SEND_BUDGET_SECONDS = env_int("AD_PLATFORM_SEND_BUDGET_SECONDS", 50, minimum=1)
 AD_PLATFORM_MAX_ATTEMPTS = env_int("AD_PLATFORM_MAX_ATTEMPTS", 10, minimum=1)
 # First retry after this many seconds, doubling each time (at most 6 hours apart),
 # unless the platform's Retry-After says otherwise.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 
 from campaigns.audiences import delivery, history, membership, rules
@@ -69,5 +70,9 @@ def deliver_platform_changes() -> int:
 
 
 @shared_task(ignore_result=True)
-def send_platform_batch(batch_id: int) -> str:
-    return outbox.send_batch(batch_id, now=_now())
+def send_platform_batch(batch_id: int) -> int:
+    """This batch, then its destination's next ones back to back for up to
+    AD_PLATFORM_SEND_BUDGET_SECONDS."""
+    return outbox.send_in_turn(
+        batch_id, clock=_now, budget_seconds=settings.AD_PLATFORM_SEND_BUDGET_SECONDS
+    )

@@ -52,6 +52,7 @@ class StandIn:
         self.faults: list[Fault] = []
         self.requests: list[dict] = []  # every request answered, faults included
         self.violations: list[str] = []
+        self.in_flight = 0  # requests arrived and not yet answered
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,20 +64,29 @@ class StandIn:
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                if stand_in.delay:
-                    time.sleep(stand_in.delay)
-                status, extra, answer = stand_in.dispatch(
-                    self.command, url.path, query, headers, body
-                )
+                with stand_in.lock:
+                    stand_in.in_flight += 1
+                try:
+                    if stand_in.delay:
+                        time.sleep(stand_in.delay)
+                    status, extra, answer = stand_in.dispatch(
+                        self.command, url.path, query, headers, body
+                    )
+                finally:
+                    with stand_in.lock:
+                        stand_in.in_flight -= 1
                 content = b"" if answer is None else json.dumps(answer).encode()
-                self.send_response(status)
-                for key, value in extra.items():
-                    self.send_header(key, value)
-                if content:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
+                try:
+                    self.send_response(status)
+                    for key, value in extra.items():
+                        self.send_header(key, value)
+                    if content:
+                        self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away (a killed worker): it never hears back
 
             do_GET = do_POST = do_DELETE = _any
 

@@ -123,6 +123,7 @@ WHERE b.id IN (
     SELECT DISTINCT ON (h.destination_id) h.id FROM campaigns_platformbatch h
     JOIN campaigns_platformdestination t ON t.id = h.destination_id AND t.enabled
     WHERE h.status = 'pending'
+      AND (%(destination)s::bigint IS NULL OR h.destination_id = %(destination)s::bigint)
     ORDER BY h.destination_id, h.id
 )
   AND b.next_attempt_at <= %(now)s AND b.status = 'pending'
@@ -130,12 +131,36 @@ RETURNING b.id
 """
 
 
-def claim_due(*, now: datetime) -> list[int]:
-    """Lease the head-of-line batch of each destination that is due; return their ids."""
+def claim_due(*, now: datetime, destination_id: int | None = None) -> list[int]:
+    """Lease the head-of-line batch of each destination (or of this one) that is due;
+    return their ids."""
     lease = timedelta(seconds=settings.AD_PLATFORM_LEASE_SECONDS)
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM, {"now": now, "lease_until": now + lease})
+        cursor.execute(
+            CLAIM, {"now": now, "lease_until": now + lease, "destination": destination_id}
+        )
         return sorted(row[0] for row in cursor.fetchall())
+
+
+def send_in_turn(batch_id: int, *, clock, budget_seconds: float) -> int:
+    """Send a claimed batch, then claim and send its destination's next ones while
+    each is delivered and the budget lasts: a backlog drains at the API's pace, not
+    one batch per beat. `clock()` gives the time. Returns how many were delivered."""
+    import time
+
+    deadline = time.monotonic() + budget_seconds
+    destination_id = PlatformBatch.objects.values_list("destination_id", flat=True).get(pk=batch_id)
+    delivered = 0
+    while True:
+        if send_batch(batch_id, now=clock()) != PlatformBatch.Status.DELIVERED:
+            return delivered
+        delivered += 1
+        if time.monotonic() >= deadline:
+            return delivered
+        claimed = claim_due(now=clock(), destination_id=destination_id)
+        if not claimed:
+            return delivered
+        batch_id = claimed[0]
 
 
 # --- 3. resolving and sending --------------------------------------------------------
