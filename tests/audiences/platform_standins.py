@@ -46,9 +46,13 @@ class StandIn:
     """A threaded HTTP server; subclasses implement `handle(method, path, query,
     headers, body) -> (status, headers, json body or None)`."""
 
-    def __init__(self, delay: float = 0.0):
+    def __init__(self, delay: float = 0.0, keep: bool = True):
         self.lock = threading.Lock()
         self.delay = delay
+        # keep=False (benchmarks): count what was accepted instead of keeping it.
+        self.keep = keep
+        self.accepted = 0
+        self.request_count = 0
         self.faults: list[Fault] = []
         self.requests: list[dict] = []  # every request answered, faults included
         self.violations: list[str] = []
@@ -112,10 +116,16 @@ class StandIn:
             self.violations.append(text)
 
     def dispatch(self, method, path, query, headers, body):
+        if path == "/_stats":
+            with self.lock:
+                return 200, {}, {"requests": self.request_count, "accepted": self.accepted,
+                                 "violations": self.violations[:20]}  # fmt: skip
         with self.lock:
             fault = self.faults.pop(0) if self.faults else None
-            self.requests.append({"method": method, "path": path, "query": query,
-                                  "fault": fault is not None})  # fmt: skip
+            entry = {"method": method, "path": path, "query": query, "fault": fault is not None}
+            self.request_count += 1
+            if self.keep:
+                self.requests.append(entry)
         if fault is not None:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             return (
@@ -152,13 +162,13 @@ class MetaStandIn(StandIn):
     (email hash, phone hash) rows currently in each customer list."""
 
     def __init__(self, *, token: str, version: str = "v25.0", now: float | None = None,
-                 delay: float = 0.0):  # fmt: skip
+                 delay: float = 0.0, keep: bool = True):  # fmt: skip
         self.token, self.version, self.now = token, version, now
         self.events: dict[str, list[dict]] = {}
         self.unique_events: dict[str, dict[str, dict]] = {}
         self.audiences: dict[str, set[tuple[str, ...]]] = {}
         self.sessions: list[dict] = []
-        super().__init__(delay)
+        super().__init__(delay, keep)
 
     @staticmethod
     def error(message: str, code: int = 100, subcode: int | None = None,
@@ -211,6 +221,10 @@ class MetaStandIn(StandIn):
             if problem:
                 return self.reject(problem)
         with self.lock:
+            self.accepted += len(data)
+            if not self.keep:
+                return 200, {}, {"events_received": len(data), "messages": [],
+                                 "fbtrace_id": "bench"}  # fmt: skip
             self.events.setdefault(pixel, []).extend(data)
             unique = self.unique_events.setdefault(pixel, {})
             for event in data:
@@ -324,12 +338,13 @@ class GoogleStandIn(StandIn):
                      "DATA_PARTNER"}  # fmt: skip
     CONSENT = {"CONSENT_GRANTED", "CONSENT_DENIED", "CONSENT_STATUS_UNSPECIFIED"}
 
-    def __init__(self, *, public_key=None, static_token: str | None = None, delay: float = 0.0):
+    def __init__(self, *, public_key=None, static_token: str | None = None, delay: float = 0.0,
+                 keep: bool = True):  # fmt: skip
         self.public_key = public_key
         self.tokens: set[str] = {static_token} if static_token else set()
         self.lists: dict[str, set[str]] = {}
         self.tokens_issued = 0
-        super().__init__(delay)
+        super().__init__(delay, keep)
 
     @staticmethod
     def error(code: int, message: str, status: str) -> dict:
@@ -431,7 +446,8 @@ class GoogleStandIn(StandIn):
             if ingest and not (consent_ok and set(consent.values()) <= self.CONSENT):
                 return self.reject(f"consent {consent!r}")
         with self.lock:
-            for d in destinations:
+            self.accepted += len(members)
+            for d in destinations if self.keep else []:
                 current = self.lists.setdefault(d["productDestinationId"], set())
                 if ingest:
                     current.update(hashes)
@@ -447,11 +463,12 @@ class GA4StandIn(StandIn):
     """Measurement Protocol: answers 204 to /mp/collect whatever it gets, as GA4 does
     (violations are recorded, not reported), and validationMessages on /debug."""
 
-    def __init__(self, *, measurement_id: str, api_secret: str, delay: float = 0.0):
+    def __init__(self, *, measurement_id: str, api_secret: str, delay: float = 0.0,
+                 keep: bool = True):  # fmt: skip
         self.measurement_id, self.api_secret = measurement_id, api_secret
         self.events: list[tuple[str, dict]] = []  # (client id, event)
         self.event_ids: Counter = Counter()
-        super().__init__(delay)
+        super().__init__(delay, keep)
 
     def error_body(self, status: int) -> dict | None:
         return None
@@ -494,7 +511,8 @@ class GA4StandIn(StandIn):
             self.violation(problem)
         if not problems:
             with self.lock:
-                for event in payload["events"]:
+                self.accepted += len(payload["events"])
+                for event in payload["events"] if self.keep else []:
                     self.events.append((payload["client_id"], event))
                     self.event_ids[event["params"].get("reengage_event_id")] += 1
         return 204, {}, None

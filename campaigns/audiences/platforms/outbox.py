@@ -27,6 +27,7 @@ either: a removal always follows its add.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -194,11 +195,25 @@ def external_id(user_id: str | None, profile_id: int | None) -> str:
     return hashlib.sha256(raw.encode()).hexdigest() if raw else ""
 
 
-def _ids(pm: PlatformMember) -> Ids:
-    return Ids(fbp=pm.fbp, fbc=pm.fbc, ga_client_id=pm.ga_client_id, client_ip=pm.client_ip,
-               user_agent=pm.user_agent, email_sha256=pm.email_sha256,
-               phone_sha256=pm.phone_sha256, phone_digits_sha256=pm.phone_digits_sha256,
-               external_id_sha256=pm.external_id_sha256)  # fmt: skip
+IDS_FIELDS = [f.name for f in dataclasses.fields(Ids)]
+
+KNOWN = """
+SELECT member_id, change_id, {fields} FROM campaigns_platformmember
+WHERE destination_id = %(destination)s AND member_id = ANY(%(members)s::bigint[])
+""".format(fields=", ".join(IDS_FIELDS))
+
+REMEMBER = """
+INSERT INTO campaigns_platformmember (destination_id, member_id, change_id, created_at, {fields})
+SELECT %(destination)s, m, c, %(now)s, {unnested}
+FROM unnest(%(members)s::bigint[], %(changes)s::bigint[], {arrays})
+     AS r(m, c, {fields})
+ON CONFLICT (destination_id, member_id) DO NOTHING
+RETURNING member_id
+""".format(
+    fields=", ".join(IDS_FIELDS),
+    unnested=", ".join(f"r.{f}" for f in IDS_FIELDS),
+    arrays=", ".join(f"%({f})s::text[]" for f in IDS_FIELDS),
+)
 
 
 @dataclass
@@ -217,40 +232,44 @@ def resolve(batch: PlatformBatch, destination: PlatformDestination, now: datetim
         cursor.execute(CHANGES, {"ids": batch.change_ids})
         changes = cursor.fetchall()
     member_ids = [row[2] for row in changes]
-    with transaction.atomic():
-        known = {pm.member_id: pm for pm in PlatformMember.objects.filter(
-            destination=destination, member_id__in=member_ids)}  # fmt: skip
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(KNOWN, {"destination": destination.pk, "members": member_ids})
+        known = {row[0]: (row[1], Ids(*row[2:])) for row in cursor.fetchall()}
         fresh = [row for row in changes if row[1] == "add" and not row[9] and row[2] not in known]
         browsers: dict[int, tuple] = {}
         profiles = [row[7] for row in fresh if row[7]]
         if profiles and platform.browser_preference:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    BROWSERS.format(preference=platform.browser_preference),
-                    {"profiles": profiles},
-                )
-                browsers = {row[0]: row[1:] for row in cursor.fetchall()}
-        remember = []
+            cursor.execute(
+                BROWSERS.format(preference=platform.browser_preference), {"profiles": profiles}
+            )
+            browsers = {row[0]: row[1:] for row in cursor.fetchall()}
+        remember: list[tuple[int, int, Ids]] = []
         for change_id, _, member_id, _, em, ph, ph_digits, profile_id, user_id, _ in fresh:
             fbp, fbc, ga, ip, ua = browsers.get(profile_id, ("",) * 5)
             ids = Ids(fbp=fbp, fbc=fbc, ga_client_id=ga, client_ip=ip, user_agent=ua,
                       email_sha256=em, phone_sha256=ph, phone_digits_sha256=ph_digits,
                       external_id_sha256=external_id(user_id, profile_id) if em else "")  # fmt: skip
             if platform.matchable(ids):
-                remember.append(PlatformMember(destination=destination, member_id=member_id,
-                                               change_id=change_id, created_at=now,
-                                               **ids.__dict__))  # fmt: skip
+                remember.append((member_id, change_id, ids))
         if remember:
-            PlatformMember.objects.bulk_create(remember, ignore_conflicts=True)
-            known.update({pm.member_id: pm for pm in PlatformMember.objects.filter(
-                destination=destination, member_id__in=[r.member_id for r in remember])})  # fmt: skip
+            # One statement; a row another worker made first (ON CONFLICT) is read back.
+            columns = {f: [getattr(ids, f) for _, _, ids in remember] for f in IDS_FIELDS}
+            cursor.execute(REMEMBER, {"destination": destination.pk, "now": now,
+                                      "members": [m for m, _, _ in remember],
+                                      "changes": [c for _, c, _ in remember], **columns})  # fmt: skip
+            made = {row[0] for row in cursor.fetchall()}
+            known.update({m: (c, ids) for m, c, ids in remember if m in made})
+            missing = [m for m, _, _ in remember if m not in made]
+            if missing:
+                cursor.execute(KNOWN, {"destination": destination.pk, "members": missing})
+                known.update({row[0]: (row[1], Ids(*row[2:])) for row in cursor.fetchall()})
     items, forget, skipped = [], [], 0
     for change_id, action, member_id, at, *_rest, superseded in changes:
         pm = known.get(member_id)
-        if pm is None or (action == "add" and superseded) or pm.change_id > change_id:
+        if pm is None or (action == "add" and superseded) or pm[0] > change_id:
             skipped += 1
             continue
-        items.append(Item(change_id, action, member_id, at, _ids(pm)))
+        items.append(Item(change_id, action, member_id, at, pm[1]))
         if action == "remove":
             forget.append((member_id, change_id))
     return Resolved(items, skipped, forget)
@@ -287,9 +306,15 @@ def send_batch(batch_id: int, *, now: datetime) -> str:
             return _failed(batch, destination, outcome, now)
         # Progress is kept per request: a batch of several (GA4) resumes after the last
         # one answered, so at most the request in flight when a worker dies goes twice.
-        PlatformBatch.objects.filter(pk=batch.pk, status=PlatformBatch.Status.PENDING).update(
-            requests_done=index + 1
-        )
+        if len(requests) == 1:
+            break
+        # Without waiting for the WAL flush: a database crash may forget the last few,
+        # which then go again, as after a worker's death.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            PlatformBatch.objects.filter(pk=batch.pk, status=PlatformBatch.Status.PENDING).update(
+                requests_done=index + 1
+            )
     with transaction.atomic():
         return _delivered(batch, destination, resolved, now)
 
