@@ -123,3 +123,32 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_the_replay_is_deduplicat
               f"replayed and deduplicated by event_id: {replayed}")  # fmt: skip
     finally:
         meta.close()
+
+
+def test_the_periodic_task_run_by_a_real_worker_delivers_a_join_within_seconds(
+    redis_client, settings
+):
+    from campaigns.tasks.audiences import deliver_platform_changes
+
+    assert settings.CELERY_BEAT_SCHEDULE["deliver-platform-changes"]["task"] == (
+        "campaigns.tasks.audiences.deliver_platform_changes"
+    )
+    meta = MetaStandIn(token=META_TOKEN)
+    (ROOT / ".data").mkdir(exist_ok=True)
+    worker = start_worker(meta.url)
+    try:
+        audience = Audience.objects.create(site=make_site(), name="Periodic")
+        destination = PlatformDestination(audience=audience, name="pixel", kind="meta_capi",
+                                          pixel_id="1234567890")  # fmt: skip
+        destination.credential = META_TOKEN
+        destination.save()
+        many_joins(audience, 3)
+        deliver_platform_changes.delay()
+        wait_for(lambda: len(meta.events.get("1234567890", [])) == 3, 60, "three join events")
+        wait_for(lambda: PlatformBatch.objects.filter(status="delivered").count() == 1, 30,
+                 "the batch to be marked delivered")  # fmt: skip
+        assert meta.violations == []
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)
+        meta.close()
