@@ -195,3 +195,42 @@ def test_a_disabled_destination_gets_nothing(meta, audience):
     join(audience)
     deliver(NOW)
     assert sent(meta) == 0 and not PlatformBatch.objects.exists()
+
+
+def test_a_ga4_batch_resumes_after_its_last_answered_request_even_if_a_leave_came_since(
+    audience, settings
+):
+    ga4 = GA4StandIn(measurement_id=GA4_MEASUREMENT, api_secret=GA4_SECRET)
+    settings.GA4_MP_URL = ga4.url
+    try:
+        destination = PlatformDestination(audience=audience, name="GA4", kind="ga4",
+                                          measurement_id=GA4_MEASUREMENT)  # fmt: skip
+        destination.credential = GA4_SECRET
+        destination.save()
+        first, second, third = join(audience, 3)
+        outbox.batch_changes(now=NOW)
+        (batch_id,) = outbox.claim_due(now=NOW)
+        # The first request is answered, the second refused.
+        original = ga4.dispatch
+
+        def second_fails(method, path, query, headers, body, calls=[0]):  # noqa: B006
+            calls[0] += 1
+            if calls[0] == 2:
+                return 503, {}, None
+            return original(method, path, query, headers, body)
+
+        ga4.dispatch = second_fails
+        outbox.send_batch(batch_id, now=NOW)
+        assert PlatformBatch.objects.get().requests_done == 1
+        # The first browser's member leaves before the retry.
+        membership.leave_on_conversion([first.id], now=NOW)
+        ga4.dispatch = original
+        deliver(NOW + timedelta(minutes=5), rounds=2)
+        clients = [
+            client for client, event in ga4.events if event["name"].startswith("reengage_join")
+        ]
+        assert sorted(clients) == sorted(f"{p.id}.1" for p in (first, second, third))
+        leaves = [client for client, event in ga4.events if "leave" in event["name"]]
+        assert leaves == [f"{first.id}.1"]
+    finally:
+        ga4.close()

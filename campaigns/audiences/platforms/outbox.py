@@ -264,8 +264,14 @@ def resolve(batch: PlatformBatch, destination: PlatformDestination, now: datetim
                 cursor.execute(KNOWN, {"destination": destination.pk, "members": missing})
                 known.update({row[0]: (row[1], Ids(*row[2:])) for row in cursor.fetchall()})
     items, forget, skipped = [], [], 0
+    # A batch resumed after some of its requests were answered (GA4) must rebuild the
+    # same requests: its joins are the ones remembered by this batch's first attempt,
+    # even if a leave has been logged since (it follows in a later batch).
+    resuming = batch.requests_done > 0
     for change_id, action, member_id, at, *_rest, superseded in changes:
         pm = known.get(member_id)
+        if resuming and action == "add" and pm is not None and pm[0] == change_id:
+            superseded = False
         if pm is None or (action == "add" and superseded) or pm[0] > change_id:
             skipped += 1
             continue
@@ -375,9 +381,11 @@ def _failed(batch, destination, outcome: Outcome, now: datetime) -> str:
 
 def retry_dead(batch_ids: list[int], *, now: datetime) -> int:
     """Give dead batches a fresh set of attempts (admin action)."""
+    # From its first request again: joins whose leave is logged by now are then skipped.
     return PlatformBatch.objects.filter(id__in=batch_ids, status=PlatformBatch.Status.DEAD).update(
-        status=PlatformBatch.Status.PENDING, attempts=0, next_attempt_at=now, last_error=""
-    )
+        status=PlatformBatch.Status.PENDING, attempts=0, requests_done=0, next_attempt_at=now,
+        last_error="",
+    )  # fmt: skip
 
 
 def send_test(destination: PlatformDestination, *, now: datetime) -> Outcome:
