@@ -177,3 +177,19 @@ def test_the_api_secret_never_reaches_the_dev_inbox_or_the_stored_payload(audien
     (entry,) = destination.inbox.all()
     assert "api_secret" not in entry.endpoint
     assert entry.payload["client_id"] == "123.456"
+
+
+def test_a_refused_access_token_is_minted_again_on_the_retry(google_api, audience, service_account):
+    destination = customer_match(audience, service_account[0])
+    person = make_person(audience.site, email="again@example.com")
+    membership.add_members([(audience.id, person.id)], now=NOW)
+    google.access_token(destination.credential)  # minted and cached: the upload comes next
+    google_api.fail_next(1, 401, body=GoogleStandIn.error(
+        401, "Request had invalid authentication credentials.", "UNAUTHENTICATED"))  # fmt: skip
+    deliver(NOW)
+    batch = PlatformBatch.objects.get()
+    assert batch.status == "pending" and "UNAUTHENTICATED" in batch.last_error
+    deliver(NOW + timedelta(minutes=5))
+    assert PlatformBatch.objects.get().status == "delivered"
+    assert google_api.tokens_issued == 2
+    assert google_api.lists["555"] == {hash_email("again@example.com")}
