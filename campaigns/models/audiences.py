@@ -535,6 +535,9 @@ class PlatformDestination(models.Model):
                 "customer lists take hashed emails: this audience does not include them "
                 "(tick “include hashed emails” on the audience first)"
             )
+        if self.kind == self.Kind.META_CAPI and self.audience_id and not self.audience.site.domains:
+            # Website events need event_source_url: the site's first domain.
+            errors["kind"] = "the audience's site has no domain (Sites → domains)"
         if self.kind == self.Kind.GOOGLE_AUDIENCE and not self.google_terms_accepted:
             errors["google_terms_accepted"] = "Google requires the Customer Match terms"
         if errors:

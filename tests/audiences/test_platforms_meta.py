@@ -244,3 +244,14 @@ def test_send_test_posts_a_test_event_with_the_test_event_code(meta, audience):
     assert meta.violations == []
     (event,) = meta.events["1234567890"]
     assert event["event_name"] == "reengage_test"
+
+
+def test_pixel_events_need_a_site_domain_for_their_event_source_url():
+    from django.core.exceptions import ValidationError
+
+    audience = Audience.objects.create(site=make_site(domains=[]), name="No domain")
+    destination = PlatformDestination(audience=audience, name="p", kind="meta_capi",
+                                      pixel_id="1")  # fmt: skip
+    with pytest.raises(ValidationError) as error:
+        destination.full_clean()
+    assert "has no domain" in str(error.value.message_dict["kind"])
