@@ -288,6 +288,40 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- ad platforms: audience joins and leaves to Meta and Google (docs/audiences.md) -----
+# Base URLs of the platforms' APIs (tests point them at local stand-ins).
+META_GRAPH_URL = env_str("META_GRAPH_URL", "https://graph.facebook.com")
+META_GRAPH_API_VERSION = env_str("META_GRAPH_API_VERSION", "v25.0")
+GOOGLE_DATAMANAGER_URL = env_str("GOOGLE_DATAMANAGER_URL", "https://datamanager.googleapis.com")
+GOOGLE_OAUTH_TOKEN_URL = env_str("GOOGLE_OAUTH_TOKEN_URL", "https://oauth2.googleapis.com/token")
+GA4_MP_URL = env_str("GA4_MP_URL", "https://www.google-analytics.com")
+AD_PLATFORM_INTERVAL_SECONDS = env_int("AD_PLATFORM_INTERVAL_SECONDS", 10, minimum=1)
+AD_PLATFORM_TIMEOUT_SECONDS = env_int("AD_PLATFORM_TIMEOUT_SECONDS", 20, minimum=1)
+# A claimed batch is another worker's to retry once this has passed (a killed worker).
+AD_PLATFORM_LEASE_SECONDS = env_int("AD_PLATFORM_LEASE_SECONDS", 600, minimum=30)
+# A send task keeps draining its destination's backlog for this long.
+AD_PLATFORM_SEND_BUDGET_SECONDS = env_int("AD_PLATFORM_SEND_BUDGET_SECONDS", 50, minimum=1)
+AD_PLATFORM_MAX_ATTEMPTS = env_int("AD_PLATFORM_MAX_ATTEMPTS", 10, minimum=1)
+# First retry after this many seconds, doubling each time (at most 6 hours apart),
+# unless the platform's Retry-After says otherwise.
+AD_PLATFORM_BACKOFF_SECONDS = env_int("AD_PLATFORM_BACKOFF_SECONDS", 30, minimum=1)
+# Changes per request, at most the APIs' own limits (1,000 events; 10,000 list rows).
+META_CAPI_BATCH_SIZE = env_int("META_CAPI_BATCH_SIZE", 1000, minimum=1)
+META_AUDIENCE_BATCH_SIZE = env_int("META_AUDIENCE_BATCH_SIZE", 10000, minimum=1)
+GOOGLE_AUDIENCE_BATCH_SIZE = env_int("GOOGLE_AUDIENCE_BATCH_SIZE", 10000, minimum=1)
+# GA4 takes one browser per request: a batch of this many changes is that many requests.
+GA4_BATCH_SIZE = env_int("GA4_BATCH_SIZE", 100, minimum=1)
+
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "deliver-platform-changes": {
+            "task": "campaigns.tasks.audiences.deliver_platform_changes",
+            "schedule": AD_PLATFORM_INTERVAL_SECONDS,
+            "options": {"expires": AD_PLATFORM_INTERVAL_SECONDS * 3},
+        },
+    }
+)
+
 # --- email: sending, feedback, unsubscribe (campaigns/email/sending.py, docs/email.md) ----
 # Development default: a backend that stores each email in the database, shown in
 # the admin's "Dev mailbox", so `make run` needs no ESP. Production sets any

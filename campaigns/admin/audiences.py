@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
@@ -18,7 +22,19 @@ from django.views.decorators.http import require_POST
 from campaigns import audiences
 from campaigns.audiences import delivery, exports
 from campaigns.audiences.history import member_history, members_now
-from campaigns.models import Audience, AudienceMember, AudienceRule, Delivery, Destination
+from campaigns.audiences.platforms import outbox as platform_outbox
+from campaigns.audiences.platforms.google import parse_service_account
+from campaigns.models import (
+    Audience,
+    AudienceChange,
+    AudienceMember,
+    AudienceRule,
+    Delivery,
+    Destination,
+    PlatformBatch,
+    PlatformDestination,
+    PlatformInboxEntry,
+)
 from campaigns.reports.charts import members_chart
 from reengage.admin_paging import LargeTablePaginator
 
@@ -327,3 +343,215 @@ class DeliveryAdmin(admin.ModelAdmin):
     def retry(self, request, queryset) -> None:
         count = delivery.retry_dead(list(queryset.values_list("id", flat=True)), now=tz_now())
         self.message_user(request, f"{count} dead deliveries will be retried.")
+
+
+# --- ad-platform destinations (campaigns.audiences.platforms) ---------------------------
+
+
+class PlatformDestinationForm(forms.ModelForm):
+    credential_input = forms.CharField(
+        label="Credentials",
+        required=False,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text="Meta: a system-user access token. GA4: the Measurement Protocol API "
+        "secret. Google: the service-account key file (JSON) or an OAuth access token. "
+        "Stored encrypted and never shown again; leave blank to keep the current one. "
+        "With none, nothing leaves this server: the dev ad-platform inbox shows what "
+        "would have been sent.",
+    )
+
+    class Meta:
+        model = PlatformDestination
+        fields = ["audience", "name", "kind", "enabled", "pixel_id", "custom_audience_id",
+                  "test_event_code", "google_account_type", "google_operating_account_id",
+                  "google_login_account_id", "google_audience_id", "google_terms_accepted",
+                  "measurement_id", "join_event", "leave_event"]  # fmt: skip
+
+    def clean_credential_input(self) -> str:
+        value = self.cleaned_data["credential_input"]
+        kind = self.cleaned_data.get("kind") or getattr(self.instance, "kind", "")
+        if value and kind == PlatformDestination.Kind.GOOGLE_AUDIENCE and value.startswith("{"):
+            try:
+                parse_service_account(value)
+            except ValueError as exc:
+                raise forms.ValidationError(f"Service-account key: {exc}") from None
+        if len(value) > 20_000:
+            raise forms.ValidationError("at most 20,000 characters")
+        return value
+
+
+@admin.register(PlatformDestination)
+class PlatformDestinationAdmin(admin.ModelAdmin):
+    form = PlatformDestinationForm
+    list_display = ["name", "audience", "kind", "enabled", "mode", "last_success_at",
+                    "error_shown", "backlog", "dead"]  # fmt: skip
+    list_filter = ["kind", "enabled"]
+    list_select_related = ["audience"]
+    readonly_fields = ["credential_shown", "status", "last_change_id", "last_success_at",
+                       "last_error_at", "last_error", "created_at"]  # fmt: skip
+    fieldsets = [
+        (None, {"fields": ["audience", "name", "kind", "enabled"]}),
+        ("Meta", {"fields": ["pixel_id", "custom_audience_id", "test_event_code"]}),
+        ("Google Data Manager API", {"fields": [
+            "google_account_type", "google_operating_account_id", "google_login_account_id",
+            "google_audience_id", "google_terms_accepted"]}),
+        ("GA4", {"fields": ["measurement_id"]}),
+        ("Event names (Meta pixel events and GA4; blank: reengage_join_/leave_<audience>)",
+         {"fields": ["join_event", "leave_event"]}),
+        ("Credentials", {"fields": ["credential_input", "credential_shown"]}),
+        ("Status", {"fields": ["status", "last_success_at", "last_error_at", "last_error",
+                               "last_change_id", "created_at"]}),
+    ]  # fmt: skip
+    actions = ["send_test"]
+
+    def get_queryset(self, request):
+        unbatched = (
+            AudienceChange.objects.filter(
+                audience_id=OuterRef("audience_id"), id__gt=OuterRef("last_change_id")
+            )
+            .order_by()
+            .values("audience_id")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_unbatched=Coalesce(Subquery(unbatched), 0),
+                n_pending=Count("batches", filter=Q(batches__status="pending")),
+                n_dead=Count("batches", filter=Q(batches__status="dead")),
+            )
+        )
+
+    def save_model(self, request, obj, form, change) -> None:
+        value = form.cleaned_data.get("credential_input")
+        if value:
+            obj.credential = value
+        super().save_model(request, obj, form, change)
+        if value:
+            self.message_user(
+                request,
+                f"{obj}: credentials saved ({obj.credential_hint or 'hidden'}), stored "
+                "encrypted; they are not shown again.",
+                messages.SUCCESS,
+            )
+
+    @admin.display(description="credentials")
+    def credential_shown(self, obj) -> str:
+        if not obj.credential_encrypted:
+            return "none: the dev ad-platform inbox records what would be sent"
+        return f"set ({obj.credential_hint or 'hidden'}), encrypted at rest"
+
+    @admin.display(description="sends")
+    def mode(self, obj) -> str:
+        return "to the dev inbox" if obj.uses_dev_inbox else "to the platform"
+
+    @admin.display(description="last error")
+    def error_shown(self, obj) -> str:
+        if not obj.last_error_at or (
+            obj.last_success_at and obj.last_success_at > obj.last_error_at
+        ):
+            return "—"
+        return f"{obj.last_error_at:%Y-%m-%d %H:%M}: {obj.last_error[:160]}"
+
+    @admin.display(description="backlog (changes, batches)")
+    def backlog(self, obj) -> str:
+        return f"{obj.n_unbatched} not batched, {obj.n_pending} batches pending"
+
+    @admin.display(description="dead batches", ordering="n_dead")
+    def dead(self, obj) -> str:
+        if not obj.n_dead:
+            return "0"
+        url = reverse("admin:campaigns_platformbatch_changelist")
+        return format_html('<a href="{}?destination__id__exact={}&status__exact=dead">{}</a>',
+                           url, obj.pk, obj.n_dead)  # fmt: skip
+
+    @admin.display(description="status")
+    def status(self, obj) -> str:
+        if not obj.pk:
+            return "Save the destination first."
+        batches = obj.batches.order_by("-id")[:10]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((b.id, b.get_status_display(), len(b.change_ids), b.attempts,
+              b.last_status_code or "—", b.last_error[:200] or "—") for b in batches),
+        )  # fmt: skip
+        remembered = obj.members.count()
+        return format_html(
+            "<p>Sends {}; {} members remembered for their leave.</p>"
+            "<table><tr><th>batch</th><th>status</th><th>changes</th><th>attempts</th>"
+            "<th>last answer</th><th>last error</th></tr>{}</table>",
+            self.mode(obj), remembered, rows,
+        )  # fmt: skip
+
+    @admin.action(description="Send a test request to the selected ad platforms")
+    def send_test(self, request, queryset) -> None:
+        for destination in queryset.select_related("audience__site"):
+            outcome = platform_outbox.send_test(destination, now=tz_now())
+            if outcome.ok:
+                self.message_user(request, f"{destination}: test OK "
+                                           f"({outcome.error or outcome.status})")  # fmt: skip
+            else:
+                self.message_user(
+                    request,
+                    f"{destination}: test failed (HTTP {outcome.status}): {outcome.error}",
+                    messages.ERROR,
+                )
+
+
+@admin.register(PlatformBatch)
+class PlatformBatchAdmin(admin.ModelAdmin):
+    list_display = ["id", "destination", "status", "action", "changes", "attempts",
+                    "next_attempt_at", "last_status_code", "last_error", "sent", "skipped",
+                    "delivered_at"]  # fmt: skip
+    list_filter = ["status", "destination"]
+    list_select_related = ["destination"]
+    actions = ["retry"]
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+
+    @admin.display(description="changes")
+    def changes(self, obj) -> int:
+        return len(obj.change_ids)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("campaigns.change_platformbatch")
+
+    @admin.action(description="Retry the selected dead batches now", permissions=["retry"])
+    def retry(self, request, queryset) -> None:
+        ids = list(queryset.values_list("id", flat=True))
+        count = platform_outbox.retry_dead(ids, now=tz_now())
+        self.message_user(request, f"{count} dead batches will be retried.")
+
+
+@admin.register(PlatformInboxEntry)
+class PlatformInboxEntryAdmin(admin.ModelAdmin):
+    """The dev ad-platform inbox: what destinations without credentials would have sent."""
+
+    list_display = ["created_at", "destination", "method", "endpoint", "items"]
+    list_filter = ["destination"]
+    list_select_related = ["destination"]
+    fields = ["created_at", "destination", "batch", "method", "endpoint", "items",
+              "payload_shown"]  # fmt: skip
+    readonly_fields = fields
+    show_full_result_count = False
+    paginator = LargeTablePaginator
+
+    @admin.display(description="payload (hashed identifiers as sent)")
+    def payload_shown(self, obj) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2))
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

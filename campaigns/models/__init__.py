@@ -8,6 +8,10 @@ from campaigns.models.audiences import (
     AudienceRule,
     Delivery,
     Destination,
+    PlatformBatch,
+    PlatformDestination,
+    PlatformInboxEntry,
+    PlatformMember,
 )
 from campaigns.models.core import (
     Campaign,
@@ -49,6 +53,10 @@ __all__ = [
     "EmailTemplate",
     "Enrollment",
     "Message",
+    "PlatformBatch",
+    "PlatformDestination",
+    "PlatformInboxEntry",
+    "PlatformMember",
     "PromoCode",
     "PromoPool",
     "ReportSnapshot",

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.postgres.indexes import BrinIndex
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.timezone import now as tz_now
 
@@ -401,3 +401,272 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.webhook_id} ({self.status})"
+
+
+# --- ad-platform destinations (campaigns.audiences.platforms) -------------------------
+
+# Ids the marketer copies from the platforms: digits (Meta, Google Ads) or GA4's G-XXXX.
+# Checked strictly because they become part of the request URL.
+_DIGITS = RegexValidator(r"^[0-9]{1,30}$", "digits only, as the platform shows it")
+_MEASUREMENT_ID = RegexValidator(r"^G-[A-Z0-9]{4,20}$", "a GA4 measurement id, e.g. G-ABC123XYZ")
+# GA4: a letter, then letters, digits, underscores; at most 40 characters (Meta takes 50).
+_EVENT_NAME = RegexValidator(
+    r"^[A-Za-z][A-Za-z0-9_]{0,39}$", "a letter, then letters, digits or _ (at most 40)"
+)
+
+
+def platform_event_slug(name: str) -> str:
+    """`Cart abandoners (EU)` → `cart_abandoners_eu`, short enough for GA4's 40
+    characters after `reengage_leave_`."""
+    import re
+
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    return (slug or "audience")[:25].rstrip("_")
+
+
+class PlatformDestination(models.Model):
+    """One audience's joins and leaves, delivered to one ad platform's own API.
+
+    Credentials (an access token, an API secret or a Google service-account JSON)
+    are encrypted at rest like Destination.signing_secret; without one, what would
+    have been sent is recorded in the dev ad-platform inbox instead (PlatformInboxEntry).
+    """
+
+    class Kind(models.TextChoices):
+        META_CAPI = "meta_capi", "Meta Conversions API (pixel events)"
+        META_AUDIENCE = "meta_audience", "Meta Custom Audience (customer list)"
+        GOOGLE_AUDIENCE = "google_audience", "Google Data Manager API (Customer Match list)"
+        GA4 = "ga4", "GA4 Measurement Protocol (events)"
+
+    class GoogleAccountType(models.TextChoices):
+        GOOGLE_ADS = "GOOGLE_ADS", "Google Ads"
+        DISPLAY_VIDEO_ADVERTISER = "DISPLAY_VIDEO_ADVERTISER", "Display & Video 360 advertiser"
+
+    audience = models.ForeignKey(
+        Audience, on_delete=models.CASCADE, related_name="platform_destinations"
+    )
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    enabled = models.BooleanField(default=True)
+    # Meta
+    pixel_id = models.CharField(
+        max_length=30, blank=True, default="", validators=[_DIGITS],
+        help_text="Meta Conversions API: the pixel (dataset) id from Events Manager.",
+    )  # fmt: skip
+    custom_audience_id = models.CharField(
+        max_length=30, blank=True, default="", validators=[_DIGITS],
+        help_text="Meta Custom Audience: the id of a customer-list custom audience.",
+    )  # fmt: skip
+    test_event_code = models.CharField(
+        max_length=40, blank=True, default="",
+        help_text="Meta Conversions API: a test event code from Events Manager (blank in "
+        "production).",
+    )  # fmt: skip
+    # Google Data Manager API
+    google_account_type = models.CharField(
+        max_length=30, choices=GoogleAccountType.choices, blank=True, default="GOOGLE_ADS"
+    )
+    google_operating_account_id = models.CharField(
+        max_length=30, blank=True, default="", validators=[_DIGITS],
+        help_text="Google: the account that owns the audience, digits without dashes.",
+    )  # fmt: skip
+    google_login_account_id = models.CharField(
+        max_length=30, blank=True, default="", validators=[_DIGITS],
+        help_text="Google: the manager account the credentials act through (blank: none).",
+    )  # fmt: skip
+    google_audience_id = models.CharField(
+        max_length=30, blank=True, default="", validators=[_DIGITS],
+        help_text="Google: the Customer Match audience id (productDestinationId).",
+    )  # fmt: skip
+    google_terms_accepted = models.BooleanField(
+        default=False,
+        help_text="Google: the Customer Match terms of service are accepted in this account.",
+    )
+    # GA4
+    measurement_id = models.CharField(
+        max_length=30, blank=True, default="", validators=[_MEASUREMENT_ID],
+        help_text="GA4: Admin → Data streams → your web stream → Measurement ID.",
+    )  # fmt: skip
+    # Event names (Meta Conversions API and GA4): blank → reengage_join_<audience>.
+    join_event = models.CharField(max_length=40, blank=True, default="", validators=[_EVENT_NAME])
+    leave_event = models.CharField(max_length=40, blank=True, default="", validators=[_EVENT_NAME])
+    # The access token / API secret / service-account JSON, encrypted (reengage.encryption).
+    credential_encrypted = models.TextField(blank=True, default="", editable=False)
+    credential_hint = models.CharField(max_length=40, blank=True, default="", editable=False)
+    # Delivery state: the highest change id put into a batch, and the last outcomes.
+    last_change_id = models.BigIntegerField(default=0, editable=False)
+    last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.CharField(max_length=1000, blank=True, default="", editable=False)
+    created_at = models.DateTimeField(default=tz_now, editable=False)
+
+    class Meta:
+        verbose_name = "ad-platform destination"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        slug = platform_event_slug(self.audience.name) if self.audience_id else "audience"
+        self.join_event = self.join_event or f"reengage_join_{slug}"
+        self.leave_event = self.leave_event or f"reengage_leave_{slug}"
+        super().save(*args, **kwargs)
+
+    REQUIRED = {
+        Kind.META_CAPI: ["pixel_id"],
+        Kind.META_AUDIENCE: ["custom_audience_id"],
+        Kind.GOOGLE_AUDIENCE: ["google_operating_account_id", "google_audience_id"],
+        Kind.GA4: ["measurement_id"],
+    }
+
+    def clean(self) -> None:
+        errors = {
+            field: "needed for this kind of destination"
+            for field in self.REQUIRED.get(self.kind, [])
+            if not getattr(self, field)
+        }
+        hashed_only = (self.Kind.META_AUDIENCE, self.Kind.GOOGLE_AUDIENCE)
+        if (
+            self.kind in hashed_only
+            and self.audience_id
+            and not self.audience.include_hashed_emails
+        ):
+            errors["kind"] = (
+                "customer lists take hashed emails: this audience does not include them "
+                "(tick “include hashed emails” on the audience first)"
+            )
+        if self.kind == self.Kind.META_CAPI and self.audience_id and not self.audience.site.domains:
+            # Website events need event_source_url: the site's first domain.
+            errors["kind"] = "the audience's site has no domain (Sites → domains)"
+        if self.kind == self.Kind.GOOGLE_AUDIENCE and not self.google_terms_accepted:
+            errors["google_terms_accepted"] = "Google requires the Customer Match terms"
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def credential(self) -> str:
+        from reengage.encryption import decrypt
+
+        return decrypt(self.credential_encrypted) if self.credential_encrypted else ""
+
+    @credential.setter
+    def credential(self, value: str) -> None:
+        from reengage.encryption import encrypt
+
+        value = value.strip()
+        self.credential_encrypted = encrypt(value) if value else ""
+        self.credential_hint = f"{value[:4]}…{value[-4:]}" if len(value) > 12 else ""
+
+    @property
+    def uses_dev_inbox(self) -> bool:
+        """Without credentials nothing leaves this server: the dev inbox records it."""
+        return not self.credential_encrypted
+
+
+class PlatformBatch(models.Model):
+    """One request's worth of changes for one ad-platform destination (the outbox);
+    the same event ids and session on every retry."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        DEAD = "dead", "Dead (gave up)"
+
+    destination = models.ForeignKey(
+        PlatformDestination, on_delete=models.CASCADE, related_name="batches"
+    )
+    change_ids = models.JSONField(default=list)
+    first_change_id = models.BigIntegerField()
+    action = models.CharField(max_length=6, blank=True, default="")  # "" = mixed
+    # Meta customer-list upload session: batches made in one pass share a session.
+    session_id = models.BigIntegerField(default=0)
+    batch_seq = models.PositiveIntegerField(default=1)
+    last_batch_flag = models.BooleanField(default=True)
+    estimated_num_total = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # Requests of this batch already answered 2xx (GA4 sends one per browser).
+    requests_done = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=1000, blank=True, default="")
+    sent = models.PositiveIntegerField(default=0)  # events / members the platform took
+    skipped = models.PositiveIntegerField(default=0)  # no id this platform matches on
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "ad-platform batch"
+        verbose_name_plural = "ad-platform batches"
+        constraints = [
+            # A change goes into one batch per destination, even if two batchers race.
+            models.UniqueConstraint(
+                fields=["destination", "first_change_id"], name="platformbatch_unique"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["destination", "id"],
+                name="platformbatch_pending",
+                condition=models.Q(status="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} of {self.destination_id} ({self.status})"
+
+
+class PlatformMember(models.Model):
+    """What one destination was sent when a member joined: the leave goes to the same
+    ids (after an erasure the browser's ids are gone from tracking.AdIdentifiers),
+    and the row is forgotten once the leave is delivered."""
+
+    destination = models.ForeignKey(
+        PlatformDestination, on_delete=models.CASCADE, related_name="members", db_index=False
+    )
+    member = models.ForeignKey(
+        AudienceMember, on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    change_id = models.BigIntegerField()  # the add change that made it
+    fbp = models.CharField(max_length=100, blank=True, default="")
+    fbc = models.CharField(max_length=500, blank=True, default="")
+    ga_client_id = models.CharField(max_length=100, blank=True, default="")
+    client_ip = models.CharField(max_length=45, blank=True, default="")
+    user_agent = models.CharField(max_length=512, blank=True, default="")
+    email_sha256 = models.CharField(max_length=64, blank=True, default="")
+    phone_sha256 = models.CharField(max_length=64, blank=True, default="")
+    phone_digits_sha256 = models.CharField(max_length=64, blank=True, default="")
+    external_id_sha256 = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "member"], name="platformmember_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"member {self.member_id} at {self.destination_id}"
+
+
+class PlatformInboxEntry(models.Model):
+    """The dev ad-platform inbox: one request a destination without credentials would
+    have sent (endpoint, payload, hashed identifiers), shown in the admin."""
+
+    destination = models.ForeignKey(
+        PlatformDestination, on_delete=models.CASCADE, related_name="inbox"
+    )
+    batch = models.ForeignKey(PlatformBatch, null=True, on_delete=models.SET_NULL)
+    method = models.CharField(max_length=6)
+    endpoint = models.CharField(max_length=2000)
+    payload = models.JSONField()
+    items = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "dev ad-platform inbox entry"
+        verbose_name_plural = "dev ad-platform inbox"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.endpoint}"

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 
 from campaigns.audiences import delivery, history, membership, rules
+from campaigns.audiences.platforms import outbox
 
 
 def _now() -> datetime:
@@ -53,3 +55,24 @@ def send_audience_delivery(delivery_id: int) -> str:
 def fold_audience_days() -> int:
     """Roll closed days of the change log into the member-count history."""
     return history.fold_days(now=_now())
+
+
+@shared_task(ignore_result=True)
+def deliver_platform_changes() -> int:
+    """Batch new changes for the ad platforms, claim due batches, send each in its own
+    task (a slow or failing platform holds back only its own destination)."""
+    now = _now()
+    outbox.batch_changes(now=now)
+    claimed = outbox.claim_due(now=now)
+    for batch_id in claimed:
+        send_platform_batch.delay(batch_id)
+    return len(claimed)
+
+
+@shared_task(ignore_result=True)
+def send_platform_batch(batch_id: int) -> int:
+    """This batch, then its destination's next ones back to back for up to
+    AD_PLATFORM_SEND_BUDGET_SECONDS."""
+    return outbox.send_in_turn(
+        batch_id, clock=_now, budget_seconds=settings.AD_PLATFORM_SEND_BUDGET_SECONDS
+    )

@@ -52,3 +52,36 @@ def add_event(profile: Profile, name: str, at: datetime) -> None:
             " received_at) VALUES (%s, %s, %s, 'track', %s, %s, %s)",
             [profile.site_id, profile.id, str(uuid.uuid4()), name, at, at],
         )
+
+
+# --- ad platforms (tests/audiences/test_platforms_*.py) --------------------------------
+
+META_TOKEN = "EAAB-standin-token-0123456789"
+GA4_SECRET = "ga4-standin-secret"
+GA4_MEASUREMENT = "G-STANDIN42"
+
+
+def give_browser(profile: Profile, *, fbp: str = "", fbc: str = "", ga: str = "",
+                 ip: str = "203.0.113.7", ua: str = "Mozilla/5.0 (standin)", at=None):  # fmt: skip
+    """The ad platforms' ids of this person's first browser, as the capture stores them."""
+    from tracking.models import AdIdentifiers
+
+    visitor = profile.visitors.order_by("id").first()
+    return AdIdentifiers.objects.create(
+        visitor=visitor, site=profile.site, fbp=fbp, fbc=fbc, ga_client_id=ga, client_ip=ip,
+        user_agent=ua, updated_at=at or T0,
+    )  # fmt: skip
+
+
+def deliver(now: datetime, rounds: int = 1, *, step=None) -> None:
+    """What the periodic task does, in this process; the clock moves `step` per round."""
+    from datetime import timedelta
+
+    from campaigns.audiences.platforms import outbox
+
+    step = step or timedelta(minutes=10)
+    for _ in range(rounds):
+        outbox.batch_changes(now=now)
+        for batch_id in outbox.claim_due(now=now):
+            outbox.send_batch(batch_id, now=now)
+        now += step
