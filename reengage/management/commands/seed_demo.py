@@ -116,7 +116,24 @@ def seed_campaign(site) -> dict:
                 delay_from=Step.DelayFrom.TRIGGER if position == 0 else Step.DelayFrom.PREVIOUS,
                 channel=Step.Channel.EMAIL_ELSE_RETARGET, template=template, audience=audience,
             )  # fmt: skip
+    seed_platforms(audience)
     return {"campaign": campaign.name, "audience": audience.name, "template": template.name}
+
+
+def seed_platforms(audience) -> None:
+    """A Meta pixel and a GA4 destination without credentials: what they would receive
+    lands in the admin's dev ad-platform inbox (docs/audiences.md), so the demo shows the
+    anonymous abandoner reaching "Meta" and "Google", and leaving again after an order."""
+    from campaigns.models import PlatformDestination
+
+    kinds = PlatformDestination.Kind
+    for name, kind, ids in (
+        ("Demo: Meta pixel", kinds.META_CAPI, {"pixel_id": "1000000000000001"}),
+        ("Demo: GA4", kinds.GA4, {"measurement_id": "G-DEMO000001"}),
+    ):
+        PlatformDestination.objects.get_or_create(
+            audience=audience, name=name, defaults={"kind": kind, **ids}
+        )
 
 
 def _json(site, seeded: dict) -> str:
