@@ -248,6 +248,16 @@ AUDIENCE_WEBHOOK_MAX_ATTEMPTS = env_int("AUDIENCE_WEBHOOK_MAX_ATTEMPTS", 10, min
 # First retry after this many seconds, doubling each time (at most 6 hours apart).
 AUDIENCE_WEBHOOK_BACKOFF_SECONDS = env_int("AUDIENCE_WEBHOOK_BACKOFF_SECONDS", 30, minimum=1)
 
+# --- outbound requests (reengage.outbound: webhooks, ad platforms) -------------------
+# http:// destinations are refused unless this is on (default: only with DEBUG).
+OUTBOUND_ALLOW_HTTP = env_bool("OUTBOUND_ALLOW_HTTP", DEBUG)
+# Tests and development stand-ins only: let requests reach 127.0.0.0/8 and ::1.
+# Off unless set explicitly, whatever DEBUG says; metadata and private addresses stay
+# refused even then.
+OUTBOUND_ALLOW_LOOPBACK = env_bool("OUTBOUND_ALLOW_LOOPBACK", False)
+# At most this much of a reply is read (and dropped) before the connection is closed.
+OUTBOUND_MAX_RESPONSE_BYTES = env_int("OUTBOUND_MAX_RESPONSE_BYTES", 65536, minimum=1024)
+
 CELERY_BEAT_SCHEDULE.update(
     {
         "evaluate-audience-rules": {

@@ -6,6 +6,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from django.db import connection
 
 from tracking.models import Profile, Site, Visitor
@@ -52,3 +53,11 @@ def add_event(profile: Profile, name: str, at: datetime) -> None:
             " received_at) VALUES (%s, %s, %s, 'track', %s, %s, %s)",
             [profile.site_id, profile.id, str(uuid.uuid4()), name, at, at],
         )
+
+
+@pytest.fixture(autouse=True)
+def _webhook_receivers_on_loopback(settings):
+    """The audience tests deliver webhooks to real receivers on 127.0.0.1. Loopback is
+    refused by reengage.outbound unless OUTBOUND_ALLOW_LOOPBACK is set explicitly (a
+    test/development-only setting); tests of the refusal itself turn it off again."""
+    settings.OUTBOUND_ALLOW_LOOPBACK = True
