@@ -220,6 +220,9 @@ FLUSH_PASS_EVENTS = env_int("FLUSH_PASS_EVENTS", 50_000, minimum=1)
 # expires after FLUSH_LOCK_TTL_SECONDS (refreshed by a live flusher after every pass).
 FLUSH_CLAIM_IDLE_MS = env_int("FLUSH_CLAIM_IDLE_MS", 30_000, minimum=1)
 FLUSH_LOCK_TTL_SECONDS = env_int("FLUSH_LOCK_TTL_SECONDS", 15, minimum=1)
+# Stream entries PostgreSQL refused are kept in a dead-letter stream of at most about
+# this many entries (the oldest go first); see /healthz and `flush_events --dead-letters`.
+FLUSH_DEAD_LETTERS_MAX = env_int("FLUSH_DEAD_LETTERS_MAX", 10_000, minimum=100)
 # Test-only fault injection (seconds): see tests/tracking/test_ingest_faults.py.
 FAULT_FLUSH_PAUSE_BEFORE_ACK = env_float("REENGAGE_FAULT_FLUSH_PAUSE_BEFORE_ACK", 0.0)
 
