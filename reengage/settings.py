@@ -323,6 +323,9 @@ EMAIL_SEND_BUDGET_SECONDS = env_int("EMAIL_SEND_BUDGET_SECONDS", 50, minimum=1)
 EMAIL_SEND_INTERVAL_SECONDS = env_int("EMAIL_SEND_INTERVAL_SECONDS", 10, minimum=1)
 # Transient ESP errors: retried with exponential backoff from this base, at most this often.
 EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 5, minimum=1)
+# The rendering budget of one email (preview, test send, send): output size and time.
+EMAIL_RENDER_MAX_BYTES = env_int("EMAIL_RENDER_MAX_BYTES", 2_000_000, minimum=10_000)
+EMAIL_RENDER_MAX_SECONDS = env_float("EMAIL_RENDER_MAX_SECONDS", 2.0)
 EMAIL_RETRY_BASE_SECONDS = env_int("EMAIL_RETRY_BASE_SECONDS", 60, minimum=1)
 # A message in `sending` longer than this was interrupted (worker killed): longer
 # than any task may run, so its worker is surely gone.

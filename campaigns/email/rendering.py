@@ -30,7 +30,14 @@ from django.template.loader import render_to_string
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from campaigns.email.sandbox import TEMPLATE_PARTS, TemplateRefused, compile_part, compiled
+from campaigns.email.sandbox import (
+    TEMPLATE_PARTS,
+    RenderLimitExceeded,
+    TemplateRefused,
+    compile_part,
+    compiled,
+    render_budget,
+)
 
 # --- validation ----------------------------------------------------------------
 
@@ -40,9 +47,10 @@ def validate_template(template) -> None:
     errors: dict[str, list[str]] = {}
     for part in TEMPLATE_PARTS:
         try:
-            compile_part(getattr(template, part) or "").render(
-                Context(sample_context(), autoescape=True)
-            )
+            with render_budget():
+                compile_part(getattr(template, part) or "").render(
+                    Context(sample_context(), autoescape=True)
+                )
         except TemplateRefused as exc:
             errors.setdefault(part, []).append(str(exc))
         except Exception as exc:  # a filter raising at render time, e.g. bad date format
@@ -68,14 +76,25 @@ def safe_url(value: Any) -> str:
     return value
 
 
+# The same bound ingest applies (tracking.ingest.MAX_AMOUNT); events stored before it
+# existed may still hold more. Formatting "1e10000000" would write 10 million digits.
+MAX_AMOUNT = Decimal("1000000000")
+MAX_QUANTITY = 100_000
+
+
 def _money(value: Any) -> Decimal | None:
     if isinstance(value, bool) or value is None:
         return None
+    if isinstance(value, int) and abs(value) > MAX_AMOUNT:
+        return None
     try:
-        amount = Decimal(str(value))
+        amount = Decimal(str(value)[:100])
     except (InvalidOperation, ValueError):
         return None
-    return amount if amount.is_finite() else None
+    # adjusted() first: abs() of 1e10000000 overflows the decimal context.
+    if not amount.is_finite() or amount.adjusted() > 9 or abs(amount) > MAX_AMOUNT:
+        return None
+    return amount
 
 
 def _format_money(amount: Decimal | None) -> str:
@@ -119,7 +138,9 @@ def products_from(trigger: dict) -> list[dict]:
                 "name": str(item.get("name") or "")[:200],
                 "price": _money(item.get("price")),
                 "price_display": _format_money(_money(item.get("price"))),
-                "quantity": quantity if isinstance(quantity, int) else 1,
+                "quantity": (
+                    quantity if isinstance(quantity, int) and 0 < quantity <= MAX_QUANTITY else 1
+                ),
                 "image": safe_url(item.get("image_url") or item.get("image")),
                 "url": safe_url(item.get("url")),
             }
@@ -411,7 +432,23 @@ class RenderedEmail:
 
 
 def render_email(template, data: EmailData, *, tracking: bool = True) -> RenderedEmail:
-    """Subject, HTML (layout, footer, inlined CSS, tracked links) and text for one person."""
+    """Subject, HTML (layout, footer, inlined CSS, tracked links) and text for one person.
+
+    Within one budget (EMAIL_RENDER_MAX_BYTES, EMAIL_RENDER_MAX_SECONDS), at preview,
+    test send and send time alike: past it, RenderLimitExceeded names the limit."""
+    with render_budget() as budget:
+        rendered = _render_email(template, data, tracking=tracking)
+        budget.check_time()
+    size = len(rendered.html) + len(rendered.text) + len(rendered.subject)
+    if size > settings.EMAIL_RENDER_MAX_BYTES:
+        raise RenderLimitExceeded(
+            f"The email is larger than EMAIL_RENDER_MAX_BYTES ({settings.EMAIL_RENDER_MAX_BYTES}"
+            " bytes)."
+        )
+    return rendered
+
+
+def _render_email(template, data: EmailData, *, tracking: bool) -> RenderedEmail:
     parts = compiled(template)
     links = links_for(data.message_id)
     values = template_context(data, links)
