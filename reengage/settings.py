@@ -24,6 +24,8 @@ from reengage.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", True)
+# The demo store at /demo/ (it mints valid user_hashes): default only with DEBUG.
+DEMO_ENABLED = env_bool("DEMO_ENABLED", DEBUG)
 
 # With DATABASE_URL / REDIS_URL unset, start (or join) the embedded development
 # services under .data/. Production always sets both.

@@ -113,7 +113,10 @@ def record(
     if bots:
         buffer.count_dropped(key.site_id, "bot", bots, received_at.date().isoformat())
     buffer.accept(
-        events, site_id=key.site_id, site_limit=key.events_per_minute, client_key=ip or "-"
+        events,
+        site_id=key.site_id,
+        site_limit=key.events_per_minute,
+        client_key=buffer.client_key(ip),
     )
     return events
 
