@@ -342,6 +342,11 @@ if EMAIL_INTERRUPTED_AFTER_SECONDS <= CELERY_TASK_TIME_LIMIT:
 # Tags per email (campaign, step, site). Postmark accepts one tag: set 1 there.
 EMAIL_MAX_TAGS = env_int("EMAIL_MAX_TAGS", 3, minimum=0)
 UNSUBSCRIBE_LINK_MAX_AGE_DAYS = env_int("UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 365, minimum=30)
+# Click, open and view-in-browser links stop working after this many days.
+EMAIL_TRACKING_LINK_MAX_AGE_DAYS = env_int("EMAIL_TRACKING_LINK_MAX_AGE_DAYS", 180, minimum=1)
+# Click links in emails sent before click tokens carried a time: honoured (they do not
+# expire) until this is switched off, EMAIL_TRACKING_LINK_MAX_AGE_DAYS after upgrading.
+EMAIL_ACCEPT_UNDATED_CLICK_TOKENS = env_bool("EMAIL_ACCEPT_UNDATED_CLICK_TOKENS", True)
 
 CELERY_BEAT_SCHEDULE.update(
     {

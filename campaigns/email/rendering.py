@@ -303,26 +303,45 @@ def _with_utm(
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 
 
-_CLICK_SIGNER = None
+_CLICK_SIGNERS: tuple = ()
 
 
-def _click_signer() -> signing.Signer:
-    # Built lazily: SECRET_KEY may be overridden in tests.
-    global _CLICK_SIGNER
-    if _CLICK_SIGNER is None or _CLICK_SIGNER.key != settings.SECRET_KEY:
-        _CLICK_SIGNER = signing.Signer(key=settings.SECRET_KEY, salt=CLICK_SALT)
-    return _CLICK_SIGNER
+def _click_signers() -> tuple[signing.TimestampSigner, signing.Signer]:
+    """(the timestamped signer of new click tokens, the signer of tokens in emails sent
+    before they expired). Built lazily: SECRET_KEY may be overridden in tests."""
+    global _CLICK_SIGNERS
+    if not _CLICK_SIGNERS or _CLICK_SIGNERS[0].key != settings.SECRET_KEY:
+        _CLICK_SIGNERS = (
+            signing.TimestampSigner(key=settings.SECRET_KEY, salt=CLICK_SALT + ".t"),
+            signing.Signer(key=settings.SECRET_KEY, salt=CLICK_SALT),
+        )
+    return _CLICK_SIGNERS
+
+
+def tracking_link_max_age() -> int:
+    """Seconds a click, open or browser-view token works (EMAIL_TRACKING_LINK_MAX_AGE_DAYS)."""
+    return settings.EMAIL_TRACKING_LINK_MAX_AGE_DAYS * 86400
 
 
 def click_token(message_id: int, url: str) -> str:
-    """A signed "<message id> <url>": the redirect target cannot be changed."""
+    """A signed, timestamped "<message id> <url>": the redirect target cannot be changed,
+    and the token stops working after EMAIL_TRACKING_LINK_MAX_AGE_DAYS."""
     payload = base64.urlsafe_b64encode(f"{message_id} {url}".encode()).rstrip(b"=").decode()
-    return _click_signer().sign(payload)
+    return _click_signers()[0].sign(payload)
 
 
 def read_click_token(token: str) -> tuple[int, str]:
-    """(message id, url) of a click token; raises signing.BadSignature or ValueError."""
-    payload = _click_signer().unsign(token)
+    """(message id, url) of a click token; raises signing.SignatureExpired,
+    signing.BadSignature or ValueError."""
+    timestamped, legacy = _click_signers()
+    try:
+        payload = timestamped.unsign(token, max_age=tracking_link_max_age())
+    except signing.SignatureExpired:
+        raise
+    except signing.BadSignature:
+        if not settings.EMAIL_ACCEPT_UNDATED_CLICK_TOKENS:
+            raise
+        payload = legacy.unsign(token)  # an email sent before tokens carried a time
     raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
     message_id, url = raw.split(" ", 1)
     return int(message_id), url
