@@ -208,6 +208,25 @@ def check_amounts(properties: dict, path: str) -> None:
                 check_amounts(product, f"{path}.products[{index}]")
 
 
+_MAILBOX_SEPARATORS = frozenset(',;<>"\r\n\t ')
+
+
+def is_one_mailbox(value: Any) -> bool:
+    """One plain address (local@domain), as Django's EmailValidator accepts it, and
+    nothing a mail library could read as a list or a display name: "a@x, b@y" would
+    go to two people and only the first would be checked against suppressions."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    if not isinstance(value, str) or len(value) > 254 or _MAILBOX_SEPARATORS & set(value):
+        return False
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True
+
+
 def check_text(value: str, field: str) -> None:
     """PostgreSQL's text and jsonb refuse NUL and unpaired surrogates: refuse them here,
     so they can never poison a flush batch."""
@@ -398,8 +417,8 @@ def normalize_event(
     )
     user_hash = traits.pop("user_hash", None) or context.pop("user_hash", None)
     if raw_email is not None:
-        if not isinstance(raw_email, str) or "@" not in raw_email or len(raw_email) > 254:
-            raise IngestError(400, "is not an email address", f"{path}.traits.email")
+        if not isinstance(raw_email, str) or not is_one_mailbox(raw_email.strip()):
+            raise IngestError(400, "is not one email address", f"{path}.traits.email")
         email = raw_email.strip()
         if key.trusted:
             email_verified = True
