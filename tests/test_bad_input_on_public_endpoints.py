@@ -38,8 +38,10 @@ def basic(key: str) -> str:
     return "Basic " + base64.b64encode(f"{key}:".encode("utf-8", "surrogatepass")).decode()
 
 
-def assert_well_behaved(response, what: str) -> None:
+def assert_well_behaved(response, what: str, *, unrouted_ok: bool = False) -> None:
     assert response.status_code < 500, what
+    if unrouted_ok and response.status_code == 404 and "json" not in response["Content-Type"]:
+        return  # an id holding "/" (%2F) makes a path no route matches: Django's 404
     if response.status_code >= 400:
         body = response.json()
         assert body.get("error") and body.get("field"), (what, body)
@@ -138,7 +140,7 @@ def test_the_tag_endpoint_never_fails(client, site, anonymous_id, key):
     key_part = quote(write_key, safe="", errors="surrogatepass")
     id_part = quote(anonymous_id, safe="", errors="surrogatepass")
     response = client.get(f"/v1/audiences/{key_part}/{id_part}")
-    assert_well_behaved(response, repr((anonymous_id, key)))
+    assert_well_behaved(response, repr((anonymous_id, key)), unrouted_ok=True)
 
 
 @fuzz
