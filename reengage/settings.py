@@ -443,6 +443,9 @@ CELERY_BEAT_SCHEDULE.update(
 PROFILE_INACTIVE_DAYS = env_int("PROFILE_INACTIVE_DAYS", 395, minimum=1)
 # Kept copies of sent emails (the dev mailbox) are deleted after this many days.
 MESSAGE_BODY_DAYS = env_int("MESSAGE_BODY_DAYS", 30, minimum=1)
+# Erasures' audience removal changes keep the person's browser ids and hashes (so
+# destinations can remove them) for this many days after every webhook sent them.
+ERASURE_CHANGE_DAYS = env_int("ERASURE_CHANGE_DAYS", 30, minimum=1)
 CELERY_BEAT_SCHEDULE.update(
     {
         "anonymise-inactive-profiles": {
@@ -451,6 +454,10 @@ CELERY_BEAT_SCHEDULE.update(
         },
         "prune-message-bodies": {
             "task": "campaigns.tasks.privacy.prune_message_bodies",
+            "schedule": 6 * 3600,
+        },
+        "blank-erasure-changes": {
+            "task": "campaigns.tasks.privacy.blank_erasure_changes",
             "schedule": 6 * 3600,
         },
     }

@@ -241,6 +241,35 @@ def anonymise_inactive_profiles(*, now: datetime, inactive_days: int, batch: int
             total += len(ids)
 
 
+def blank_erasure_changes(*, now: datetime, days: int) -> int:
+    """Blank the browser ids and hashes that erasures' removal changes kept, once they
+    are `days` old and no webhook still has them to send: by then push destinations
+    got them and pull/export consumers had time to read them."""
+    from datetime import timedelta
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE campaigns_audiencechange c SET anonymous_ids = '[]'::jsonb,
+                email_sha256 = '', phone_sha256 = '', phone_digits_sha256 = ''
+            WHERE c.reason = 'erased' AND c.created_at < %(cutoff)s
+              AND (c.anonymous_ids <> '[]'::jsonb OR c.email_sha256 <> ''
+                   OR c.phone_sha256 <> '' OR c.phone_digits_sha256 <> '')
+              -- not waiting to be batched for an enabled webhook ...
+              AND NOT EXISTS (
+                SELECT 1 FROM campaigns_destination t
+                WHERE t.audience_id = c.audience_id AND t.enabled AND t.url <> ''
+                  AND t.last_change_id < c.id)
+              -- ... nor in a batch still being sent (its body is rebuilt per attempt)
+              AND NOT EXISTS (
+                SELECT 1 FROM campaigns_delivery d
+                WHERE d.status = 'pending' AND d.change_ids @> to_jsonb(c.id))
+            """,
+            {"cutoff": now - timedelta(days=days)},
+        )
+        return cursor.rowcount
+
+
 def prune_message_bodies(*, now: datetime, days: int) -> int:
     """Delete kept copies of sent emails (the dev mailbox) older than `days`."""
     from datetime import timedelta

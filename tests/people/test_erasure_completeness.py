@@ -127,3 +127,32 @@ def test_after_erasure_no_column_of_any_table_names_the_person(client, site, zeb
         "tracking_visitor",
         "tracking_event",
     }
+
+
+def test_the_removal_changes_are_blanked_once_old_and_sent_to_every_webhook(site, zeb, settings):
+    from datetime import timedelta
+
+    from campaigns.audiences import delivery
+    from campaigns.models import Delivery, Destination
+    from campaigns.people.privacy import blank_erasure_changes, forget
+
+    settings.OUTBOUND_ALLOW_LOOPBACK = False  # nothing is actually sent here
+    audience = Audience.objects.get(site=site)
+    Destination.objects.create(audience=audience, name="hook", url="https://hooks.example/x")
+    forget(site, email=EMAIL, now=NOW)
+    later = NOW + timedelta(days=31)
+
+    # Not yet batched for the webhook: kept, however old.
+    assert blank_erasure_changes(now=later, days=30) == 0
+    delivery.batch_changes(now=NOW)
+    # Batched but still pending: kept (the body is rebuilt from the rows per attempt).
+    assert blank_erasure_changes(now=later, days=30) == 0
+    Delivery.objects.update(status=Delivery.Status.DELIVERED)
+    # Sent, but younger than ERASURE_CHANGE_DAYS: kept for pull consumers.
+    assert blank_erasure_changes(now=NOW + timedelta(days=29), days=30) == 0
+
+    assert blank_erasure_changes(now=later, days=30) == 1
+    assert rows_naming(BROWSERS) == []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM campaigns_audiencechange WHERE anonymous_ids <> '[]'")
+        assert cursor.fetchone()[0] == 0
