@@ -25,6 +25,8 @@ from reengage.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", True)
+# The demo store at /demo/ (it mints valid user_hashes): default only with DEBUG.
+DEMO_ENABLED = env_bool("DEMO_ENABLED", DEBUG)
 
 # With DATABASE_URL / REDIS_URL unset, start (or join) the embedded development
 # services under .data/. Production always sets both.
@@ -238,6 +240,9 @@ FLUSH_PASS_EVENTS = env_int("FLUSH_PASS_EVENTS", 50_000, minimum=1)
 # expires after FLUSH_LOCK_TTL_SECONDS (refreshed by a live flusher after every pass).
 FLUSH_CLAIM_IDLE_MS = env_int("FLUSH_CLAIM_IDLE_MS", 30_000, minimum=1)
 FLUSH_LOCK_TTL_SECONDS = env_int("FLUSH_LOCK_TTL_SECONDS", 15, minimum=1)
+# Stream entries PostgreSQL refused are kept in a dead-letter stream of at most about
+# this many entries (the oldest go first); see /healthz and `flush_events --dead-letters`.
+FLUSH_DEAD_LETTERS_MAX = env_int("FLUSH_DEAD_LETTERS_MAX", 10_000, minimum=100)
 # Test-only fault injection (seconds): see tests/tracking/test_ingest_faults.py.
 FAULT_FLUSH_PAUSE_BEFORE_ACK = env_float("REENGAGE_FAULT_FLUSH_PAUSE_BEFORE_ACK", 0.0)
 
@@ -265,6 +270,16 @@ AUDIENCE_WEBHOOK_TIMEOUT_SECONDS = env_int("AUDIENCE_WEBHOOK_TIMEOUT_SECONDS", 1
 AUDIENCE_WEBHOOK_MAX_ATTEMPTS = env_int("AUDIENCE_WEBHOOK_MAX_ATTEMPTS", 10, minimum=1)
 # First retry after this many seconds, doubling each time (at most 6 hours apart).
 AUDIENCE_WEBHOOK_BACKOFF_SECONDS = env_int("AUDIENCE_WEBHOOK_BACKOFF_SECONDS", 30, minimum=1)
+
+# --- outbound requests (reengage.outbound: webhooks, ad platforms) -------------------
+# http:// destinations are refused unless this is on (default: only with DEBUG).
+OUTBOUND_ALLOW_HTTP = env_bool("OUTBOUND_ALLOW_HTTP", DEBUG)
+# Tests and development stand-ins only: let requests reach 127.0.0.0/8 and ::1.
+# Off unless set explicitly, whatever DEBUG says; metadata and private addresses stay
+# refused even then.
+OUTBOUND_ALLOW_LOOPBACK = env_bool("OUTBOUND_ALLOW_LOOPBACK", False)
+# At most this much of a reply is read (and dropped) before the connection is closed.
+OUTBOUND_MAX_RESPONSE_BYTES = env_int("OUTBOUND_MAX_RESPONSE_BYTES", 65536, minimum=1024)
 
 CELERY_BEAT_SCHEDULE.update(
     {
@@ -363,6 +378,9 @@ EMAIL_SEND_BUDGET_SECONDS = env_int("EMAIL_SEND_BUDGET_SECONDS", 50, minimum=1)
 EMAIL_SEND_INTERVAL_SECONDS = env_int("EMAIL_SEND_INTERVAL_SECONDS", 10, minimum=1)
 # Transient ESP errors: retried with exponential backoff from this base, at most this often.
 EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 5, minimum=1)
+# The rendering budget of one email (preview, test send, send): output size and time.
+EMAIL_RENDER_MAX_BYTES = env_int("EMAIL_RENDER_MAX_BYTES", 2_000_000, minimum=10_000)
+EMAIL_RENDER_MAX_SECONDS = env_float("EMAIL_RENDER_MAX_SECONDS", 2.0)
 EMAIL_RETRY_BASE_SECONDS = env_int("EMAIL_RETRY_BASE_SECONDS", 60, minimum=1)
 # A message in `sending` longer than this was interrupted (worker killed): longer
 # than any task may run, so its worker is surely gone.
@@ -382,6 +400,11 @@ _esp_limits = esp.limits_for(EMAIL_BACKEND, ANYMAIL)
 EMAIL_MAX_TAGS = env_int("EMAIL_MAX_TAGS", esp.default_max_tags(_esp_limits), minimum=0)
 EMAIL_SEND_METADATA = env_bool("EMAIL_SEND_METADATA", _esp_limits.metadata)
 UNSUBSCRIBE_LINK_MAX_AGE_DAYS = env_int("UNSUBSCRIBE_LINK_MAX_AGE_DAYS", 365, minimum=30)
+# Click, open and view-in-browser links stop working after this many days.
+EMAIL_TRACKING_LINK_MAX_AGE_DAYS = env_int("EMAIL_TRACKING_LINK_MAX_AGE_DAYS", 180, minimum=1)
+# Click links in emails sent before click tokens carried a time: honoured (they do not
+# expire) until this is switched off, EMAIL_TRACKING_LINK_MAX_AGE_DAYS after upgrading.
+EMAIL_ACCEPT_UNDATED_CLICK_TOKENS = env_bool("EMAIL_ACCEPT_UNDATED_CLICK_TOKENS", True)
 
 CELERY_BEAT_SCHEDULE.update(
     {
@@ -478,6 +501,9 @@ CELERY_BEAT_SCHEDULE.update(
 PROFILE_INACTIVE_DAYS = env_int("PROFILE_INACTIVE_DAYS", 395, minimum=1)
 # Kept copies of sent emails (the dev mailbox) are deleted after this many days.
 MESSAGE_BODY_DAYS = env_int("MESSAGE_BODY_DAYS", 30, minimum=1)
+# Erasures' audience removal changes keep the person's browser ids and hashes (so
+# destinations can remove them) for this many days after every webhook sent them.
+ERASURE_CHANGE_DAYS = env_int("ERASURE_CHANGE_DAYS", 30, minimum=1)
 CELERY_BEAT_SCHEDULE.update(
     {
         "anonymise-inactive-profiles": {
@@ -486,6 +512,10 @@ CELERY_BEAT_SCHEDULE.update(
         },
         "prune-message-bodies": {
             "task": "campaigns.tasks.privacy.prune_message_bodies",
+            "schedule": 6 * 3600,
+        },
+        "blank-erasure-changes": {
+            "task": "campaigns.tasks.privacy.blank_erasure_changes",
             "schedule": 6 * 3600,
         },
     }

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpResponsePermanentRedirect
 from django.templatetags.static import static
@@ -14,12 +15,18 @@ urlpatterns = [
         "favicon.ico", lambda request: HttpResponsePermanentRedirect(static("reengage/favicon.svg"))
     ),
     path("admin/", admin.site.urls),
-    path("demo/", demo.home, name="demo-home"),
-    path("demo/product/<slug:product_id>/", demo.product, name="demo-product"),
-    path("demo/cart/", demo.cart, name="demo-cart"),
-    path("demo/checkout/", demo.checkout, name="demo-checkout"),
-    path("demo/signup/", demo.signup, name="demo-signup"),
     path("", include("tracking.urls")),
     path("", include("tracking.snippet_urls")),
     path("", include("campaigns.urls")),
 ]
+
+# The demo store mints valid user_hashes for its sign-up form: served only in
+# development or where it is switched on on purpose (DEMO_ENABLED).
+if settings.DEMO_ENABLED:
+    urlpatterns += [
+        path("demo/", demo.home, name="demo-home"),
+        path("demo/product/<slug:product_id>/", demo.product, name="demo-product"),
+        path("demo/cart/", demo.cart, name="demo-cart"),
+        path("demo/checkout/", demo.checkout, name="demo-checkout"),
+        path("demo/signup/", demo.signup, name="demo-signup"),
+    ]

@@ -41,6 +41,9 @@ def child_env(**extra: str) -> dict[str, str]:
         "REDIS_URL": settings.REDIS_URL,
         "REENGAGE_EMBEDDED_SERVICES": "0",
         "PYTHONUNBUFFERED": "1",
+        # Child processes follow the test's outbound policy (tests/audiences turn on
+        # loopback for their local webhook receivers).
+        "OUTBOUND_ALLOW_LOOPBACK": "1" if settings.OUTBOUND_ALLOW_LOOPBACK else "0",
     }
     env.update(extra)
     return env

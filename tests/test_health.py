@@ -9,6 +9,7 @@ def test_it_reports_ok_when_database_redis_and_a_worker_are_up(client, celery_wo
     assert response.json() == {
         "status": "ok",
         "checks": {"database": "ok", "redis": "ok", "worker": "ok"},
+        "dead_letters": 0,
     }
 
 

@@ -12,6 +12,7 @@ The flusher (`tracking.flush`) drains the stream with a consumer group.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
@@ -102,6 +103,20 @@ def client() -> redis.Redis:
         _client_url = settings.REDIS_URL
         _script = _client.register_script(_APPEND)
     return _client
+
+
+def client_key(ip: str) -> str:
+    """Who a per-client rate limit counts: an IPv4 address, or an IPv6 client's /64
+    (one subscriber's network: a single host can pick any of its 2^64 addresses)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip or "-"
+    if address.version == 6:
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def accept(events: list[dict], *, site_id: int, site_limit: int, client_key: str) -> str:

@@ -138,7 +138,14 @@ def _store_or_isolate(
             entry = entries[0]
             log.error("dead-lettering stream entry %s: %s", entry.id, exc)
             pipe = client.pipeline(transaction=True)
-            pipe.xadd(DEAD_LETTERS, {**entry.fields, "error": str(exc)[:2000], "entry": entry.id})
+            # Bounded (FLUSH_DEAD_LETTERS_MAX, approximate trimming): a stream of poison
+            # entries cannot fill Redis; /healthz shows the count so it is noticed.
+            pipe.xadd(
+                DEAD_LETTERS,
+                {**entry.fields, "error": str(exc)[:2000], "entry": entry.id},
+                maxlen=settings.FLUSH_DEAD_LETTERS_MAX,
+                approximate=True,
+            )
             pipe.xack(buffer.STREAM, buffer.GROUP, entry.id)
             pipe.xdel(buffer.STREAM, entry.id)
             pipe.execute()
@@ -213,6 +220,10 @@ def dead_letters(count: int = 100) -> list[tuple[str, dict]]:
     entries = buffer.client().xrange(DEAD_LETTERS, count=count)
     return [(entry_id.decode(), {k.decode(): v.decode() for k, v in f.items()})
             for entry_id, f in entries]  # fmt: skip
+
+
+def dead_letter_count(client: redis.Redis | None = None) -> int:
+    return (client or buffer.client()).xlen(DEAD_LETTERS)
 
 
 def replay_dead_letters() -> int:

@@ -21,10 +21,13 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import math
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -137,7 +140,89 @@ def parse_time(value: Any, field: str) -> datetime:
         raise IngestError(400, f"{value[:40]!r} is not an ISO-8601 date-time", field) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00, 9999-12-31T23:59:59-01:00
+        raise IngestError(
+            400, f"{value[:40]!r} is outside the years 1–9999 in UTC", field
+        ) from None
+
+
+def correct_skew(
+    timestamp: datetime, sent_at: datetime, received_at: datetime, field: str
+) -> datetime:
+    """The event's time on the server's clock, correcting the client's skew the way
+    Segment does (received − (sentAt − timestamp)); a skew past the calendar's ends is
+    a 400 on the field that carried sentAt."""
+    try:
+        return received_at - (sent_at - timestamp)
+    except OverflowError:
+        raise IngestError(
+            400, "is too far from the event's timestamp to correct the clock skew", field
+        ) from None
+
+
+# What reaches an email as a price, a quantity or an order value: a number (or a
+# numeric string, as some SDKs send) in a range no real cart leaves. A 10-byte
+# "1e10000000" must not become a 13 MB email.
+MAX_AMOUNT = Decimal("1000000000")  # 1e9 in the site's currency
+MAX_QUANTITY = 100_000
+AMOUNT_FIELDS = ("price", "revenue", "value", "total", "subtotal", "shipping", "tax", "discount")
+_NUMERIC_TEXT = re.compile(r"\s*[+-]?(\d{1,20}(\.\d{0,20})?|\.\d{1,20})\s*")
+
+
+def check_number(value: Any, field: str, *, limit: Decimal) -> None:
+    """Refuse a price/quantity that is not a finite number within ±limit."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise IngestError(400, "must be a number", field)
+    if isinstance(value, str):
+        if not _NUMERIC_TEXT.fullmatch(value):
+            raise IngestError(400, f"{value[:40]!r} is not a plain decimal number", field)
+        amount = Decimal(value.strip())
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise IngestError(400, "must be a finite number", field)
+        amount = Decimal(repr(value))
+    else:
+        if abs(value) > limit:  # before Decimal: a 4,000-digit int is cheap to compare
+            raise IngestError(400, f"must be between -{limit} and {limit}", field)
+        amount = Decimal(value)
+    if abs(amount) > limit:
+        raise IngestError(400, f"must be between -{limit} and {limit}", field)
+
+
+def check_amounts(properties: dict, path: str) -> None:
+    """Prices, quantities and order values in track properties (and in each of
+    `products`), the numbers that reach emails; see MAX_AMOUNT."""
+    for name in AMOUNT_FIELDS:
+        if properties.get(name) is not None:
+            check_number(properties[name], f"{path}.{name}", limit=MAX_AMOUNT)
+    if properties.get("quantity") is not None:
+        check_number(properties["quantity"], f"{path}.quantity", limit=Decimal(MAX_QUANTITY))
+    products = properties.get("products")
+    if isinstance(products, list):
+        for index, product in enumerate(products):
+            if isinstance(product, dict):
+                check_amounts(product, f"{path}.products[{index}]")
+
+
+_MAILBOX_SEPARATORS = frozenset(',;<>"\r\n\t ')
+
+
+def is_one_mailbox(value: Any) -> bool:
+    """One plain address (local@domain), as Django's EmailValidator accepts it, and
+    nothing a mail library could read as a list or a display name: "a@x, b@y" would
+    go to two people and only the first would be checked against suppressions."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    if not isinstance(value, str) or len(value) > 254 or _MAILBOX_SEPARATORS & set(value):
+        return False
+    try:
+        validate_email(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def check_text(value: str, field: str) -> None:
@@ -178,8 +263,10 @@ def check_json_value(value: Any, field: str, depth: int = 0) -> None:
         if len(value) > MAX_STRING_LENGTH:
             raise IngestError(400, f"is longer than {MAX_STRING_LENGTH} characters", field)
         check_text(value, field)
-    elif isinstance(value, float) and value != value:  # NaN from lenient parsers
-        raise IngestError(400, "is not a number", field)
+    elif isinstance(value, float) and not math.isfinite(value):
+        # NaN from lenient parsers; 1e999 parses as infinity, which jsonb cannot hold
+        # (the whole stream entry would fail at flush time, after a 200).
+        raise IngestError(400, "is not a finite number", field)
 
 
 def _object(raw: dict, key: str, path: str) -> dict:
@@ -288,6 +375,7 @@ def normalize_event(
     if not anonymous_id and not user_id:
         raise IngestError(400, "anonymousId or userId is required", f"{path}.anonymousId")
     properties = _object(raw, "properties", path)
+    check_amounts(properties, f"{path}.properties")
     traits = _object(raw, "traits", path)
     context = dict(_object(raw, "context", path))
 
@@ -316,8 +404,8 @@ def normalize_event(
             parse_time(raw["sentAt"], f"{path}.sentAt") if raw.get("sentAt") else sent_at
         )
         if event_sent_at is not None:
-            # Correct the client's clock skew the way Segment does.
-            timestamp = received_at - (event_sent_at - timestamp)
+            sent_field = f"{path}.sentAt" if raw.get("sentAt") else "sentAt"
+            timestamp = correct_skew(timestamp, event_sent_at, received_at, sent_field)
     if timestamp > received_at + MAX_FUTURE_SKEW:
         context["originalTimestamp"] = raw.get(time_key)
         timestamp = received_at
@@ -362,8 +450,8 @@ def normalize_event(
             if event_type != "identify" and isinstance(context_traits.get("email"), str):
                 proof_email = context_traits["email"].strip()
     if raw_email is not None:
-        if not isinstance(raw_email, str) or "@" not in raw_email or len(raw_email) > 254:
-            raise IngestError(400, "is not an email address", f"{traits_field}.email")
+        if not isinstance(raw_email, str) or not is_one_mailbox(raw_email.strip()):
+            raise IngestError(400, "is not one email address", f"{traits_field}.email")
         email = raw_email.strip()
     if user_hash is not None and not isinstance(user_hash, str):
         raise IngestError(400, "must be a string (hex HMAC-SHA256)", hash_field)

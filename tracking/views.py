@@ -165,7 +165,10 @@ def record(
     for reason, n in dropped.items():
         buffer.count_dropped(key.site_id, reason, n, received_at.date().isoformat())
     buffer.accept(
-        events, site_id=key.site_id, site_limit=key.events_per_minute, client_key=ip or "-"
+        events,
+        site_id=key.site_id,
+        site_limit=key.events_per_minute,
+        client_key=buffer.client_key(ip),
     )
     return events
 

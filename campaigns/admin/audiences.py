@@ -36,6 +36,7 @@ from campaigns.models import (
     PlatformInboxEntry,
 )
 from campaigns.reports.charts import members_chart
+from reengage import outbound
 from reengage.admin_paging import LargeTablePaginator
 
 CHART_DAYS = 90
@@ -181,8 +182,37 @@ class AudienceMemberAdmin(admin.ModelAdmin):
         return False
 
 
+class DestinationForm(forms.ModelForm):
+    class Meta:
+        model = Destination
+        fields = ["audience", "name", "url", "enabled"]
+
+        @staticmethod
+        def formfield_callback(field, **kwargs):
+            if isinstance(field, models.URLField):
+                kwargs.setdefault("assume_scheme", "https")
+            return field.formfield(**kwargs)
+
+    def clean_url(self) -> str:
+        """The same rules the sender applies (reengage.outbound), as a form error now
+        rather than a failed delivery later. A name that does not resolve from here is
+        accepted (the sender checks again, at every request)."""
+        url = self.cleaned_data.get("url", "")
+        if url:
+            try:
+                outbound.check_url(url, resolve_name=False)
+                outbound.check_url(url)
+            except outbound.OutboundRefused as exc:
+                if "does not resolve" not in str(exc):
+                    raise forms.ValidationError(
+                        f"This webhook URL is not allowed: {exc}."
+                    ) from None
+        return url
+
+
 @admin.register(Destination)
 class DestinationAdmin(admin.ModelAdmin):
+    form = DestinationForm
     formfield_overrides = HTTPS_URLS
     list_display = ["name", "audience", "url", "enabled", "pending", "dead"]
     list_filter = ["enabled", "audience"]

@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from campaigns.email.rendering import SAMPLE_TRIGGER, EmailData, render_email, validate_template
+from campaigns.email.sandbox import TemplateRefused
 from campaigns.email.unsubscribe import LIFTABLE_BY_HAND, lift_by_hand
 from campaigns.models import (
     Attribution,
@@ -115,7 +116,10 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         except ValidationError as exc:
             return JsonResponse({"errors": exc.message_dict})
         profile = self._profile(template, request.POST.get("visitor", ""))
-        rendered = render_email(template, preview_data(template, profile), tracking=False)
+        try:
+            rendered = render_email(template, preview_data(template, profile), tracking=False)
+        except TemplateRefused as exc:  # the rendering budget, with this visitor's data
+            return JsonResponse({"errors": {"html": [str(exc)]}})
         return JsonResponse(
             {"subject": rendered.subject, "html": rendered.html, "text": rendered.text,
              "visitor": str(profile) if profile else ""}
@@ -131,7 +135,11 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             profile = self._profile(template, form.cleaned_data["visitor"])
             if profile is None:
                 form.add_error("visitor", "No visitor of this site with that email or id.")
-        rendered = render_email(template, preview_data(template, profile), tracking=False)
+        try:
+            rendered = render_email(template, preview_data(template, profile), tracking=False)
+        except TemplateRefused as exc:  # the rendering budget, with this visitor's data
+            messages.error(request, f"The preview could not be rendered: {exc}")
+            return HttpResponseRedirect(reverse("admin:campaigns_emailtemplate_change", args=[pk]))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

@@ -27,6 +27,7 @@ from campaigns.audiences import exports
 from campaigns.audiences.delivery import change_json
 from campaigns.models import Audience, AudienceChange, Destination
 from tracking.auth import secret_key_required
+from tracking.ingest import is_storable
 from tracking.keys import lookup_key
 
 DEFAULT_LIMIT = 500
@@ -180,6 +181,13 @@ def tags(request: HttpRequest, write_key: str, anonymous_id: str) -> JsonRespons
             {"error": f"origin {origin} is not in this site's allowed domains", "field": "Origin"},
             403,
             "",
+        )
+    if not is_storable(anonymous_id):
+        # PostgreSQL cannot hold a NUL or a lone surrogate: the query would fail.
+        return _tags_response(
+            {"error": "contains a NUL character or invalid Unicode", "field": "anonymousId"},
+            400,
+            origin,
         )
     if request.META.get("HTTP_SEC_GPC") == "1" or len(anonymous_id) > 200:
         return _tags_response({"tags": []}, 200, origin)

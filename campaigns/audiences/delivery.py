@@ -26,15 +26,13 @@ import hashlib
 import hmac
 import json
 import logging
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 
 from campaigns.models import AudienceChange, Delivery, Destination
+from reengage import outbound
 
 log = logging.getLogger(__name__)
 
@@ -165,35 +163,14 @@ def claim_due(*, now: datetime) -> list[int]:
 # --- 3. sending ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PostResult:
-    ok: bool
-    status_code: int | None
-    error: str
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer like any other non-2xx: the batch is retried, not re-sent
-    elsewhere (urllib would turn the POST into a GET without the body)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
+# Every request goes through reengage.outbound: https, public addresses only (checked
+# after resolution and pinned for the connection), no redirects, bounded time and size,
+# and a short reason instead of the reply's body.
+PostResult = outbound.Reply
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> PostResult:
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
-    try:
-        with _opener.open(request, timeout=timeout) as response:
-            response.read(1024)
-            return PostResult(200 <= response.status < 300, response.status, "")
-    except urllib.error.HTTPError as exc:
-        return PostResult(False, exc.code, f"HTTP {exc.code}")
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return PostResult(False, None, f"{type(exc).__name__}: {reason}"[:500])
+    return outbound.post(url, body, headers, timeout)
 
 
 def backoff(attempts: int) -> timedelta:

@@ -30,7 +30,14 @@ from django.template.loader import render_to_string
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from campaigns.email.sandbox import TEMPLATE_PARTS, TemplateRefused, compile_part, compiled
+from campaigns.email.sandbox import (
+    TEMPLATE_PARTS,
+    RenderLimitExceeded,
+    TemplateRefused,
+    compile_part,
+    compiled,
+    render_budget,
+)
 from reengage.money import format_money
 
 # --- validation ----------------------------------------------------------------
@@ -41,9 +48,10 @@ def validate_template(template) -> None:
     errors: dict[str, list[str]] = {}
     for part in TEMPLATE_PARTS:
         try:
-            compile_part(getattr(template, part) or "").render(
-                Context(sample_context(), autoescape=True)
-            )
+            with render_budget():
+                compile_part(getattr(template, part) or "").render(
+                    Context(sample_context(), autoescape=True)
+                )
         except TemplateRefused as exc:
             errors.setdefault(part, []).append(str(exc))
         except Exception as exc:  # a filter raising at render time, e.g. bad date format
@@ -69,14 +77,25 @@ def safe_url(value: Any) -> str:
     return value
 
 
+# The same bound ingest applies (tracking.ingest.MAX_AMOUNT); events stored before it
+# existed may still hold more. Formatting "1e10000000" would write 10 million digits.
+MAX_AMOUNT = Decimal("1000000000")
+MAX_QUANTITY = 100_000
+
+
 def _money(value: Any) -> Decimal | None:
     if isinstance(value, bool) or value is None:
         return None
+    if isinstance(value, int) and abs(value) > MAX_AMOUNT:
+        return None
     try:
-        amount = Decimal(str(value))
+        amount = Decimal(str(value)[:100])
     except (InvalidOperation, ValueError):
         return None
-    return amount if amount.is_finite() else None
+    # adjusted() first: abs() of 1e10000000 overflows the decimal context.
+    if not amount.is_finite() or amount.adjusted() > 9 or abs(amount) > MAX_AMOUNT:
+        return None
+    return amount
 
 
 def _currency(trigger: dict) -> str:
@@ -122,7 +141,9 @@ def products_from(trigger: dict) -> list[dict]:
                 "name": str(item.get("name") or "")[:200],
                 "price": _money(item.get("price")),
                 "price_display": format_money(_money(item.get("price")), currency),
-                "quantity": quantity if isinstance(quantity, int) else 1,
+                "quantity": (
+                    quantity if isinstance(quantity, int) and 0 < quantity <= MAX_QUANTITY else 1
+                ),
                 "image": safe_url(item.get("image_url") or item.get("image")),
                 "url": safe_url(item.get("url")),
             }
@@ -315,26 +336,45 @@ def _with_utm(
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 
 
-_CLICK_SIGNER = None
+_CLICK_SIGNERS: tuple = ()
 
 
-def _click_signer() -> signing.Signer:
-    # Built lazily: SECRET_KEY may be overridden in tests.
-    global _CLICK_SIGNER
-    if _CLICK_SIGNER is None or _CLICK_SIGNER.key != settings.SECRET_KEY:
-        _CLICK_SIGNER = signing.Signer(key=settings.SECRET_KEY, salt=CLICK_SALT)
-    return _CLICK_SIGNER
+def _click_signers() -> tuple[signing.TimestampSigner, signing.Signer]:
+    """(the timestamped signer of new click tokens, the signer of tokens in emails sent
+    before they expired). Built lazily: SECRET_KEY may be overridden in tests."""
+    global _CLICK_SIGNERS
+    if not _CLICK_SIGNERS or _CLICK_SIGNERS[0].key != settings.SECRET_KEY:
+        _CLICK_SIGNERS = (
+            signing.TimestampSigner(key=settings.SECRET_KEY, salt=CLICK_SALT + ".t"),
+            signing.Signer(key=settings.SECRET_KEY, salt=CLICK_SALT),
+        )
+    return _CLICK_SIGNERS
+
+
+def tracking_link_max_age() -> int:
+    """Seconds a click, open or browser-view token works (EMAIL_TRACKING_LINK_MAX_AGE_DAYS)."""
+    return settings.EMAIL_TRACKING_LINK_MAX_AGE_DAYS * 86400
 
 
 def click_token(message_id: int, url: str) -> str:
-    """A signed "<message id> <url>": the redirect target cannot be changed."""
+    """A signed, timestamped "<message id> <url>": the redirect target cannot be changed,
+    and the token stops working after EMAIL_TRACKING_LINK_MAX_AGE_DAYS."""
     payload = base64.urlsafe_b64encode(f"{message_id} {url}".encode()).rstrip(b"=").decode()
-    return _click_signer().sign(payload)
+    return _click_signers()[0].sign(payload)
 
 
 def read_click_token(token: str) -> tuple[int, str]:
-    """(message id, url) of a click token; raises signing.BadSignature or ValueError."""
-    payload = _click_signer().unsign(token)
+    """(message id, url) of a click token; raises signing.SignatureExpired,
+    signing.BadSignature or ValueError."""
+    timestamped, legacy = _click_signers()
+    try:
+        payload = timestamped.unsign(token, max_age=tracking_link_max_age())
+    except signing.SignatureExpired:
+        raise
+    except signing.BadSignature:
+        if not settings.EMAIL_ACCEPT_UNDATED_CLICK_TOKENS:
+            raise
+        payload = legacy.unsign(token)  # an email sent before tokens carried a time
     raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
     message_id, url = raw.split(" ", 1)
     return int(message_id), url
@@ -448,7 +488,23 @@ class RenderedEmail:
 
 
 def render_email(template, data: EmailData, *, tracking: bool = True) -> RenderedEmail:
-    """Subject, HTML (layout, footer, inlined CSS, tracked links) and text for one person."""
+    """Subject, HTML (layout, footer, inlined CSS, tracked links) and text for one person.
+
+    Within one budget (EMAIL_RENDER_MAX_BYTES, EMAIL_RENDER_MAX_SECONDS), at preview,
+    test send and send time alike: past it, RenderLimitExceeded names the limit."""
+    with render_budget() as budget:
+        rendered = _render_email(template, data, tracking=tracking)
+        budget.check_time()
+    size = len(rendered.html) + len(rendered.text) + len(rendered.subject)
+    if size > settings.EMAIL_RENDER_MAX_BYTES:
+        raise RenderLimitExceeded(
+            f"The email is larger than EMAIL_RENDER_MAX_BYTES ({settings.EMAIL_RENDER_MAX_BYTES}"
+            " bytes)."
+        )
+    return rendered
+
+
+def _render_email(template, data: EmailData, *, tracking: bool) -> RenderedEmail:
     parts = compiled(template)
     links = links_for(data.message_id)
     values = template_context(data, links)

@@ -67,6 +67,7 @@ from campaigns.models import (
 )
 from campaigns.models.email import email_hash
 from reengage import redis_pool
+from tracking.ingest import is_one_mailbox
 from tracking.models import Profile
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,8 @@ def suppression_reason(message: Message) -> str:
         return "suppressed: left this campaign"
     if not message.to_email:  # erasure blanks the address (and deletes the profile)
         return "suppressed: person erased"
+    if not is_one_mailbox(message.to_email):  # "a@x, b@y": two recipients, one checked
+        return "suppressed: the address is not one mailbox"
     if message.profile_id is None:
         return ""
     profile = current_profile(message.profile)

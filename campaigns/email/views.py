@@ -20,7 +20,14 @@ from django.views.decorators.http import require_http_methods
 
 from campaigns.email import unsubscribe as actions
 from campaigns.email.feedback import record_engagement
-from campaigns.email.rendering import OPEN_SALT, VIEW_SALT, read_click_token, render_email, safe_url
+from campaigns.email.rendering import (
+    OPEN_SALT,
+    VIEW_SALT,
+    read_click_token,
+    render_email,
+    safe_url,
+    tracking_link_max_age,
+)
 from campaigns.models import CampaignOptOut, EmailSettings, Message
 from campaigns.models.email import email_hash
 
@@ -102,6 +109,8 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     try:
         message_id, url = read_click_token(token)
         url = safe_url(url)
+    except signing.SignatureExpired:
+        return _invalid(request, "This link has expired.")
     except (signing.BadSignature, UnicodeDecodeError, ValueError):
         return _invalid(request, "This link is not valid.")
     if not url:
@@ -114,8 +123,8 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
 @never_cache
 def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        message_id = signing.loads(token, salt=OPEN_SALT)
-    except signing.BadSignature:
+        message_id = signing.loads(token, salt=OPEN_SALT, max_age=tracking_link_max_age())
+    except signing.BadSignature:  # SignatureExpired included: an old open is not counted
         message_id = None
     if isinstance(message_id, int) and Message.objects.filter(pk=message_id).exists():
         record_engagement(message_id, Message.Status.OPENED, now=timezone.now())
@@ -136,7 +145,9 @@ def view_in_browser(request: HttpRequest, token: str) -> HttpResponse:
     from campaigns.email.composing import email_data
 
     try:
-        message_id = signing.loads(token, salt=VIEW_SALT)
+        message_id = signing.loads(token, salt=VIEW_SALT, max_age=tracking_link_max_age())
+    except signing.SignatureExpired:
+        return _invalid(request, "This link has expired.")
     except signing.BadSignature:
         return _invalid(request, "This link is not valid.")
     message = (

@@ -9,6 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from campaigns.people.privacy import export, forget
 from tracking.auth import secret_key_required
+from tracking.ingest import is_storable
 from tracking.models import Site
 
 
@@ -21,6 +22,13 @@ def _who(request: HttpRequest) -> tuple[str, str] | JsonResponse:
              "field": "email"},
             status=400,
         )  # fmt: skip
+    for field, value in (("email", email), ("anonymousId", anonymous_id)):
+        if not is_storable(value):
+            return JsonResponse(
+                {"success": False, "error": "contains a NUL character or invalid Unicode",
+                 "field": field},
+                status=400,
+            )  # fmt: skip
     if email and ("@" not in email or len(email) > 254):
         return JsonResponse(
             {"success": False, "error": "is not an email address", "field": "email"}, status=400

@@ -61,14 +61,32 @@ def find_profiles(site: Site, *, email: str = "", anonymous_id: str = "") -> lis
     return list(Profile.objects.filter(query, site=site).distinct())
 
 
+def with_merged(site: Site, ids: list[int]) -> list[int]:
+    """The profiles given, every profile ever merged into them (a person who used two
+    browsers), and the ones they were merged into, transitively: one person's rows."""
+    found = set(ids)
+    while True:
+        more = set(
+            Profile.objects.filter(site=site)
+            .filter(Q(merged_into_id__in=found) | Q(id__in=Profile.objects.filter(
+                id__in=found, merged_into__isnull=False).values("merged_into_id")))
+            .values_list("id", flat=True)
+        ) - found  # fmt: skip
+        if not more:
+            return sorted(found)
+        found |= more
+
+
 def forget(site: Site, *, email: str = "", anonymous_id: str = "", now: datetime) -> ForgetReport:
     if not email and not anonymous_id:
         raise ValueError("name the person: an email or an anonymous id")
     report = ForgetReport()
     with transaction.atomic():
-        profiles = find_profiles(site, email=email, anonymous_id=anonymous_id)
-        ids = [p.id for p in profiles]
+        found = find_profiles(site, email=email, anonymous_id=anonymous_id)
+        ids = with_merged(site, [p.id for p in found])
+        profiles = list(Profile.objects.filter(id__in=ids))
         addresses = {a.strip().lower() for a in [email, *(p.email or "" for p in profiles)] if a}
+        user_ids = [p.user_id for p in profiles if p.user_id]
         anonymous_ids = list(
             Visitor.objects.filter(profile_id__in=ids).values_list("anonymous_id", flat=True)
         )
@@ -76,6 +94,10 @@ def forget(site: Site, *, email: str = "", anonymous_id: str = "", now: datetime
             anonymous_ids.append(anonymous_id)
         if ids:
             report.audience_removals = audiences.remove_profiles(ids, now=now, reason="erased")
+            # Earlier changes (adds, expiries) named the person's browsers and hashes;
+            # the erasure's own removal changes keep them until delivered, since a
+            # destination needs them to remove the person from its platform.
+            _blank_past_audience_changes(ids)
         for address in sorted(addresses):
             digest = email_hash(address)
             report.emails.append(digest)
@@ -100,17 +122,31 @@ def forget(site: Site, *, email: str = "", anonymous_id: str = "", now: datetime
         with connection.cursor() as cursor:
             cursor.execute(
                 "DELETE FROM tracking_event WHERE site_id = %s AND "
-                "(profile_id = ANY(%s::bigint[]) OR anonymous_id = ANY(%s::text[]))",
-                [site.id, ids, anonymous_ids],
+                "(profile_id = ANY(%s::bigint[]) OR anonymous_id = ANY(%s::text[])"
+                " OR (user_id <> '' AND user_id = ANY(%s::text[])))",
+                [site.id, ids, anonymous_ids, user_ids],
             )
             report.events = cursor.rowcount
         report.visitors = Visitor.objects.filter(profile_id__in=ids).count()
-        # Merged-away profiles point at these; they hold no more than their pointer.
-        Profile.objects.filter(merged_into_id__in=ids).update(merged_into=None)
+        # Every profile of the person goes, the merged-away ones (their phone, name and
+        # traits) included; pointers from them to each other are cut first.
+        Profile.objects.filter(id__in=ids).update(merged_into=None)
         report.profiles = len(ids)
         Profile.objects.filter(id__in=ids).delete()  # visitors, enrollments, decisions cascade
         EmailCapLock.objects.filter(profile_id__in=ids).delete()  # a bare id, no FK
     return report
+
+
+def _blank_past_audience_changes(profile_ids: list[int]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE campaigns_audiencechange c SET anonymous_ids = '[]'::jsonb,"
+            " email_sha256 = '', phone_sha256 = '', phone_digits_sha256 = ''"
+            " FROM campaigns_audiencemember m"
+            " WHERE c.member_id = m.id AND m.profile_id = ANY(%s::bigint[])"
+            " AND c.reason <> 'erased'",
+            [profile_ids],
+        )
 
 
 def _case_variants(addresses: set[str]) -> list[str]:
@@ -217,6 +253,35 @@ def anonymise_inactive_profiles(*, now: datetime, inactive_days: int, batch: int
                 email=None, email_verified=False, user_id=None, traits={}, consent={}
             )
             total += len(ids)
+
+
+def blank_erasure_changes(*, now: datetime, days: int) -> int:
+    """Blank the browser ids and hashes that erasures' removal changes kept, once they
+    are `days` old and no webhook still has them to send: by then push destinations
+    got them and pull/export consumers had time to read them."""
+    from datetime import timedelta
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE campaigns_audiencechange c SET anonymous_ids = '[]'::jsonb,
+                email_sha256 = '', phone_sha256 = '', phone_digits_sha256 = ''
+            WHERE c.reason = 'erased' AND c.created_at < %(cutoff)s
+              AND (c.anonymous_ids <> '[]'::jsonb OR c.email_sha256 <> ''
+                   OR c.phone_sha256 <> '' OR c.phone_digits_sha256 <> '')
+              -- not waiting to be batched for an enabled webhook ...
+              AND NOT EXISTS (
+                SELECT 1 FROM campaigns_destination t
+                WHERE t.audience_id = c.audience_id AND t.enabled AND t.url <> ''
+                  AND t.last_change_id < c.id)
+              -- ... nor in a batch still being sent (its body is rebuilt per attempt)
+              AND NOT EXISTS (
+                SELECT 1 FROM campaigns_delivery d
+                WHERE d.status = 'pending' AND d.change_ids @> to_jsonb(c.id))
+            """,
+            {"cutoff": now - timedelta(days=days)},
+        )
+        return cursor.rowcount
 
 
 def prune_message_bodies(*, now: datetime, days: int) -> int:

@@ -19,3 +19,8 @@ def anonymise_inactive_profiles() -> int:
 @shared_task(ignore_result=True)
 def prune_message_bodies() -> int:
     return privacy.prune_message_bodies(now=timezone.now(), days=settings.MESSAGE_BODY_DAYS)
+
+
+@shared_task(ignore_result=True)
+def blank_erasure_changes() -> int:
+    return privacy.blank_erasure_changes(now=timezone.now(), days=settings.ERASURE_CHANGE_DAYS)

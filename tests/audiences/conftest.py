@@ -6,6 +6,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from django.db import connection
 
 from tracking.models import Profile, Site, Visitor
@@ -85,3 +86,11 @@ def deliver(now: datetime, rounds: int = 1, *, step=None) -> None:
         for batch_id in outbox.claim_due(now=now):
             outbox.send_batch(batch_id, now=now)
         now += step
+
+
+@pytest.fixture(autouse=True)
+def _webhook_receivers_on_loopback(settings):
+    """The audience tests deliver webhooks to real receivers on 127.0.0.1. Loopback is
+    refused by reengage.outbound unless OUTBOUND_ALLOW_LOOPBACK is set explicitly (a
+    test/development-only setting); tests of the refusal itself turn it off again."""
+    settings.OUTBOUND_ALLOW_LOOPBACK = True

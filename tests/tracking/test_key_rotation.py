@@ -31,7 +31,8 @@ INSIDE, AFTER = timedelta(hours=23), timedelta(hours=25)
 
 
 @pytest.fixture
-def receiver():
+def receiver(settings):
+    settings.OUTBOUND_ALLOW_LOOPBACK = True  # the receiver listens on 127.0.0.1
     receiver = Receiver()
     yield receiver
     receiver.close()
