@@ -203,37 +203,65 @@ def _check_peer(sock: socket.socket, address: str) -> None:
         raise OutboundRefused(f"connected to {peer}, not the checked address")
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
-    """POST `body`; never raises for network trouble, never returns the reply's body."""
+@dataclass(frozen=True)
+class Response:
+    """What `request` got: the status (None when no answer came, `error` says why),
+    the headers (lower-cased names) and at most OUTBOUND_MAX_RESPONSE_BYTES of body."""
+
+    status_code: int | None
+    headers: dict[str, str]
+    body: bytes
+    error: str
+
+
+def request(
+    method: str, url: str, *, body: bytes | None, headers: dict[str, str], timeout: float
+) -> Response:
+    """One guarded request that returns the (bounded) reply, for callers whose hosts come
+    from settings, not from a marketer (the ad platforms' APIs): their error bodies are
+    the API's own messages. Never raises for network trouble or a refusal."""
     try:
         target = parse(url)
         address = resolve(target)
     except OutboundRefused as exc:
-        return Reply(False, None, f"refused: {exc}"[:300])
+        return Response(None, {}, b"", f"refused: {exc}"[:300])
     deadline = time.monotonic() + timeout
     cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     connection = cls(target.host, target.port, address, timeout)
     try:
         connection.request(
-            "POST", target.path, body=body, headers={"User-Agent": USER_AGENT, **headers}
+            method, target.path, body=body, headers={"User-Agent": USER_AGENT, **headers}
         )
         response = connection.getresponse()
-        _drain(response, connection.sock, deadline)
-        status = response.status
+        content = _drain(response, connection.sock, deadline)
+        return Response(
+            response.status, {k.lower(): v for k, v in response.getheaders()}, content, ""
+        )
     except OutboundRefused as exc:
-        return Reply(False, None, f"refused: {exc}"[:300])
+        error = f"refused: {exc}"
     except TimeoutError:
-        return Reply(False, None, "timed out")
+        error = "timed out"
     except ssl.SSLError as exc:
-        return Reply(False, None, f"TLS error ({exc.reason or type(exc).__name__})"[:300])
+        error = f"TLS error ({exc.reason or type(exc).__name__})"
     except http.client.HTTPException:
-        return Reply(False, None, "not an HTTP reply")
+        error = "not an HTTP reply"
     except ConnectionRefusedError:
-        return Reply(False, None, "connection refused")
+        error = "connection refused"
     except OSError as exc:
-        return Reply(False, None, f"network error ({exc.strerror or type(exc).__name__})"[:300])
+        error = f"network error ({exc.strerror or type(exc).__name__})"
     finally:
         connection.close()
+    return Response(None, {}, b"", error[:300])
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
+    """POST `body` to a URL a marketer typed (webhooks): never raises for network
+    trouble, never returns the reply's body (it would tell an admin what an internal
+    service answered)."""
+    response = request("POST", url, body=body, headers=headers, timeout=timeout)
+    status = response.status_code
+    if status is None:
+        return Reply(False, None, response.error)
     if 200 <= status < 300:
         return Reply(True, status, "")
     if 300 <= status < 400:
@@ -241,10 +269,13 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Repl
     return Reply(False, status, f"HTTP {status}")
 
 
-def _drain(response: http.client.HTTPResponse, sock: socket.socket | None, deadline: float) -> None:
-    """Read (and drop) at most OUTBOUND_MAX_RESPONSE_BYTES of the reply before the
-    deadline: a receiver that trickles or streams forever cannot hold a worker."""
+def _drain(
+    response: http.client.HTTPResponse, sock: socket.socket | None, deadline: float
+) -> bytes:
+    """Read at most OUTBOUND_MAX_RESPONSE_BYTES of the reply before the deadline: a
+    receiver that trickles or streams forever cannot hold a worker."""
     remaining = settings.OUTBOUND_MAX_RESPONSE_BYTES
+    chunks: list[bytes] = []
     while remaining > 0:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -253,5 +284,7 @@ def _drain(response: http.client.HTTPResponse, sock: socket.socket | None, deadl
             sock.settimeout(left)
         chunk = response.read1(min(remaining, 16384))
         if not chunk:
-            return
+            break
+        chunks.append(chunk)
         remaining -= len(chunk)
+    return b"".join(chunks)
