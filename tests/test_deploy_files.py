@@ -8,6 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from reengage.pg_tuning import WRITE_TUNING
@@ -40,7 +41,7 @@ def test_every_variable_the_code_reads_is_documented_in_env_example():
 def test_compose_runs_the_production_shape_from_one_image():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "beat"}
+    assert set(services) == {"proxy", "postgres", "redis", "web", "worker", "beat"}
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
     assert "--appendonly" in services["redis"]["command"]
@@ -49,6 +50,33 @@ def test_compose_runs_the_production_shape_from_one_image():
         assert services[name]["env_file"] == ".env"
         assert services[name]["command"] == [name]
         assert "REDIS_URL" in services[name]["environment"]
+
+
+def test_compose_publishes_only_the_proxy_with_the_tested_caddyfile():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy"}
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:2.6")  # the version tests/test_slow_clients.py runs
+    assert "./docker/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    assert proxy["environment"]["UPSTREAM"] == "web:8000"
+    assert services["web"]["environment"]["TRUSTED_PROXY_HEADER"] == "HTTP_X_FORWARDED_FOR"
+
+
+def test_the_caddyfile_is_valid_for_caddy():
+    import shutil
+
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        if os.environ.get("CI"):
+            pytest.fail("caddy is not installed (.ci/run installs Debian's caddy)")
+        pytest.skip("caddy is not installed")
+    result = subprocess.run(
+        [caddy, "validate", "--config", str(ROOT / "docker" / "Caddyfile"), "--adapter",
+         "caddyfile"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SITE_ADDRESS": "reengage.example.com", "UPSTREAM": "web:8000"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
 
 
 def test_every_variable_compose_interpolates_is_in_env_example():
