@@ -164,6 +164,7 @@ RETRY, PERMANENT, UNKNOWN = "retry", "permanent", "unknown"
 def classify(exc: BaseException) -> tuple[str, str]:
     """Is it safe to try again? Only when the ESP surely did not take the email."""
     import requests
+    import urllib3
 
     try:
         reason = f"{type(exc).__name__}: {exc}"[:500]
@@ -183,6 +184,11 @@ def classify(exc: BaseException) -> tuple[str, str]:
         ):
             return UNKNOWN, reason
         if status is None and isinstance(cause, requests.ConnectionError):
+            # "Connection aborted" (a reset or disconnect once connected) may come after
+            # the ESP read the whole request; only a connection never made is safe.
+            inner = cause.args[0] if cause.args else None
+            if isinstance(inner, urllib3.exceptions.ProtocolError):
+                return UNKNOWN, reason
             return RETRY, reason
         return PERMANENT, reason
     if isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPSenderRefused):

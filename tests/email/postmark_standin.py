@@ -59,6 +59,11 @@ def problems(body: object) -> str | None:
     return None
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the listen backlog: many senders connect at once
+
+
 class PostmarkStandIn:
     def __init__(
         self,
@@ -85,9 +90,7 @@ class PostmarkStandIn:
         self.accepted: Counter[str] = Counter()  # Metadata.message_id → times accepted
         self.refused: list[str] = []
         self.bodies: list[dict] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 256
+        self.server = Server(("127.0.0.1", port), self._handler())
 
     @property
     def url(self) -> str:

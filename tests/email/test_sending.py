@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import requests
+import urllib3
 from anymail.exceptions import AnymailAPIError
 from django.core import mail
 from django.core.mail import get_connection
@@ -368,6 +369,13 @@ def query_kind(sql: str) -> str:
     [
         (requests.ConnectionError("connection refused"), "queued", "attempt 1:"),
         (requests.ReadTimeout("read timed out"), "failed", "outcome unknown"),
+        (
+            requests.ConnectionError(
+                urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104))
+            ),
+            "failed",
+            "outcome unknown",
+        ),
     ],
 )
 def test_a_network_error_is_retried_only_when_the_esp_surely_did_not_take_the_email(
