@@ -98,7 +98,7 @@ def test_a_429_with_retry_after_pauses_the_site_and_halves_its_concurrency(
     throttled_campaign, throttled_step, _ = make_campaign()
     postmark.throttle_site = str(throttled_campaign.site_id)
     other_campaign, other_step, _ = make_campaign(make_site(postal_address="2 Other Street"))
-    throttled = queue_messages(throttled_campaign, throttled_step, 10)
+    queue_messages(throttled_campaign, throttled_step, 10)
     queue_messages(other_campaign, other_step, 6, prefix="other")
     site_id = throttled_campaign.site_id
 
