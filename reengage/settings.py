@@ -311,7 +311,7 @@ EMAIL_SEND_BUDGET_SECONDS = env_int("EMAIL_SEND_BUDGET_SECONDS", 50, minimum=1)
 EMAIL_SEND_INTERVAL_SECONDS = env_int("EMAIL_SEND_INTERVAL_SECONDS", 10, minimum=1)
 # Emails in flight at once per worker process (sending threads), and per site (0: the
 # same); an ESP's 429 halves a site's share until it recovers.
-EMAIL_SEND_CONCURRENCY = env_int("EMAIL_SEND_CONCURRENCY", 32, minimum=1)
+EMAIL_SEND_CONCURRENCY = env_int("EMAIL_SEND_CONCURRENCY", 64, minimum=1)
 EMAIL_SEND_SITE_CONCURRENCY = env_int("EMAIL_SEND_SITE_CONCURRENCY", 0, minimum=0)
 # The ESP account's sends per minute across all sites and workers (0: no limit of ours);
 # each site's own limit is its email settings' "sends per minute".

@@ -160,29 +160,33 @@ class SiteLimit:
 _site_limits: dict[int, SiteLimit] = {}
 
 
-def site_cap() -> int:
-    return settings.EMAIL_SEND_SITE_CONCURRENCY or settings.EMAIL_SEND_CONCURRENCY
+def site_cap(concurrency: int | None = None) -> int:
+    """The most of one site's emails in flight: EMAIL_SEND_SITE_CONCURRENCY, or (0) the
+    process's whole concurrency."""
+    return settings.EMAIL_SEND_SITE_CONCURRENCY or concurrency or settings.EMAIL_SEND_CONCURRENCY
 
 
-def site_concurrency(site_id: int) -> int:
+def site_concurrency(site_id: int, concurrency: int | None = None) -> int:
     """How many of this site's emails this process may have in flight now."""
-    cap = site_cap()
+    cap = site_cap(concurrency)
     with _lock:
         found = _site_limits.get(site_id)
         return cap if found is None else min(found.limit, cap)
 
 
-def throttled(site_id: int) -> int:
+def throttled(site_id: int, concurrency: int | None = None) -> int:
     """The ESP said 429: halve the site's concurrency (at least one). Returns the new limit."""
+    cap = site_cap(concurrency)
     with _lock:
-        found = _site_limits.setdefault(site_id, SiteLimit(site_cap()))
-        found.limit = max(1, min(found.limit, site_cap()) // 2)
+        found = _site_limits.setdefault(site_id, SiteLimit(cap))
+        found.limit = max(1, min(found.limit, cap) // 2)
         found.successes = 0
         return found.limit
 
 
-def succeeded(site_id: int) -> None:
+def succeeded(site_id: int, concurrency: int | None = None) -> None:
     """One email accepted: after `limit` in a row, allow one more in flight (up to the cap)."""
+    cap = site_cap(concurrency)
     with _lock:
         found = _site_limits.get(site_id)
         if found is None:
@@ -191,7 +195,7 @@ def succeeded(site_id: int) -> None:
         if found.successes >= found.limit:
             found.successes = 0
             found.limit += 1
-            if found.limit >= site_cap():
+            if found.limit >= cap:
                 del _site_limits[site_id]  # back to the cap: nothing to remember
 
 

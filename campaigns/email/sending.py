@@ -94,7 +94,7 @@ log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted mid-send, check ESP"
 
 # Outcomes wait at most this long (seconds) to be recorded together in one statement.
-FINISH_LINGER = 0.02
+FINISH_LINGER = 0.05
 
 
 # --- runs --------------------------------------------------------------------------------
@@ -117,18 +117,26 @@ class SendReport:
 
 class SendRun:
     """One run of the sending loop: claim, check and render on this thread, send on the
-    pool's, finish in batches, until the queue is empty, `limit` or the time budget."""
+    pool's, finish in batches, until the queue is empty, `limit` or the time budget.
+
+    A pipeline, so the ESP always has work: the next batch is claimed as soon as the
+    last one is rendered and there is room for a quarter of the slots; messages are
+    rendered a few at a time and handed out at once, while the answers of earlier ones
+    are gathered and recorded."""
 
     def __init__(self, *, clock: Clock, limit: int, budget: float, backend, concurrency: int):
         self.clock = clock
         self.limit = limit
         self.deadline = time.monotonic() + budget
         self.concurrency = concurrency
-        self.low_water = concurrency // 2
+        self.refill_at = max(1, concurrency // 4)  # free slots worth a claim
+        self.chunk = max(1, concurrency // 8)  # rendered between hand-outs
+        self.flush_at = max(1, concurrency // 2)  # outcomes worth a finish
         self.backend = backend
         self.pool = SenderPool(concurrency, backend)
         self.cache = RunCache()
         self.report = SendReport()
+        self.loaded: deque[Message] = deque()  # claimed and loaded, not yet rendered
         self.buffer: deque[Job] = deque()  # rendered, waiting for a free slot
         self.in_flight: Counter[int] = Counter()  # per site
         self.pending: list[Finish] = []  # outcomes not yet written
@@ -136,23 +144,31 @@ class SendRun:
         self.held: dict[int, datetime] = {}  # site → no claims before (rate, pause)
         self.claimed = 0
         self.draining = False  # the queue had nothing more for us
+        self.claim_after = 0.0  # no claim before (monotonic): the last found nothing
 
     def outstanding(self) -> int:
-        return self.pool.busy + len(self.buffer) + len(self.pending)
+        """Claimed and not finished: never more than the concurrency, which bounds what a
+        SIGKILL can leave in `sending`."""
+        return self.pool.busy + len(self.loaded) + len(self.buffer) + len(self.pending)
 
     def run(self) -> SendReport:
         try:
             while True:
                 self.collect(timeout=0)
-                stopping = self.draining or self.out_of_time_or_limit()
-                if not stopping and self.pool.busy + len(self.buffer) <= self.low_water:
-                    self.flush()  # keeps claimed-but-unfinished rows within the concurrency
-                    self.refill()
+                if not self.loaded and not self.draining and not self.out_of_time_or_limit():
+                    if self.concurrency - self.outstanding() < self.refill_at and self.pending:
+                        self.flush()  # the room is held by outcomes not yet written
+                    if (
+                        self.concurrency - self.outstanding() >= self.refill_at
+                        and time.monotonic() >= self.claim_after
+                    ):
+                        self.refill()
+                self.prepare_some()
                 self.dispatch()
-                idle = not self.pool.busy and not self.buffer
+                idle = not self.pool.busy and not self.buffer and not self.loaded
                 if self.pending and (
                     idle
-                    or len(self.pending) >= max(1, self.low_water)
+                    or len(self.pending) >= self.flush_at
                     or time.monotonic() - self.pending_since >= FINISH_LINGER
                 ):
                     self.flush()
@@ -160,7 +176,7 @@ class SendRun:
                     if self.draining or self.out_of_time_or_limit():
                         break
                     continue
-                if self.pool.busy:
+                if self.pool.busy and not self.loaded:
                     wait = FINISH_LINGER
                     if self.pending:
                         wait = max(0.0, self.pending_since + FINISH_LINGER - time.monotonic())
@@ -184,7 +200,8 @@ class SendRun:
         full = {
             site_id
             for site_id in set(self.in_flight) | set(queued)
-            if self.in_flight[site_id] + queued[site_id] >= pacing.site_concurrency(site_id)
+            if self.in_flight[site_id] + queued[site_id]
+            >= pacing.site_concurrency(site_id, self.concurrency)
         }
         room = min(self.concurrency - self.outstanding(), self.limit - self.claimed)
         if room <= 0:
@@ -194,6 +211,7 @@ class SendRun:
             # Nothing due for the sites we may send for: done, unless sites at their
             # concurrency limit were left out (their emails wait for a free slot).
             self.draining = not full
+            self.claim_after = time.monotonic() + FINISH_LINGER
             return
         self.claimed += len(rows)
         by_site: dict[int, list[int]] = defaultdict(list)
@@ -210,13 +228,17 @@ class SendRun:
                     self.report.rate_limited_sites.append(site_id)
         if over:
             release(over, pacing.next_window(now))
+        self.loaded.extend(load_claimed(sorted(allowed)))
+
+    def prepare_some(self) -> None:
+        """Check and render the next few loaded messages; their variant and promo code
+        choices are recorded (one statement) before any of them is handed out."""
         choices = []
-        for message in load_claimed(sorted(allowed)):
-            prepared = prepare(message, clock=self.clock, cache=self.cache)
+        for _ in range(min(self.chunk, len(self.loaded))):
+            prepared = prepare(self.loaded.popleft(), clock=self.clock, cache=self.cache)
             if isinstance(prepared, Finish):
-                self.add_pending(
-                    prepared, SUPPRESSED if prepared.status == "suppressed" else FAILED
-                )
+                outcome = SUPPRESSED if prepared.status == Message.Status.SUPPRESSED else FAILED
+                self.add_pending(prepared, outcome)
                 continue
             if prepared.choice:
                 choices.append(prepared.choice)
@@ -243,7 +265,7 @@ class SendRun:
                 paused[until].append(job.message_id)  # the ESP said wait: not sent, back
             elif self.pool.busy < self.concurrency and self.in_flight[
                 job.site_id
-            ] < pacing.site_concurrency(job.site_id):
+            ] < pacing.site_concurrency(job.site_id, self.concurrency):
                 self.in_flight[job.site_id] += 1
                 self.pool.submit(job)
             else:
@@ -265,9 +287,9 @@ class SendRun:
             settled = settle(result, now)
             self.add_pending(settled.finish, settled.outcome)
             if settled.outcome == SENT:
-                pacing.succeeded(site_id)
+                pacing.succeeded(site_id, self.concurrency)
             if settled.throttled:
-                limit = pacing.throttled(site_id)
+                limit = pacing.throttled(site_id, self.concurrency)
                 log.warning("the ESP throttles site %s: %s in flight at most", site_id, limit)
                 if site_id not in self.report.throttled_sites:
                     self.report.throttled_sites.append(site_id)
@@ -290,8 +312,10 @@ class SendRun:
         """Also after an exception (a soft time limit): what was never handed to the
         backend goes back to the queue, what was handed over is waited for and recorded."""
         try:
-            if self.buffer:
-                release([job.message_id for job in self.buffer])
+            unsent = [m.pk for m in self.loaded] + [job.message_id for job in self.buffer]
+            if unsent:
+                release(unsent)
+                self.loaded.clear()
                 self.buffer.clear()
             give_up = time.monotonic() + 60
             while self.pool.busy and time.monotonic() < give_up:

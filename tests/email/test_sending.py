@@ -338,7 +338,7 @@ def test_forty_emails_are_claimed_loaded_checked_and_finished_in_batches():
     # Per run: email settings, step variants, step promo. For all 40 emails: one claim,
     # one load (messages and relations), one suppression + opt-out lookup; then the
     # claim that finds the queue empty; the finishes as the ESP's answers come in
-    # (every 20 ms at most, or when half the slots are waiting): a few, not 40.
+    # (every 50 ms at most, or when half the slots are waiting): a few, not 40.
     assert kinds["claim"] == 2
     assert kinds["load"] == 1
     assert kinds["suppressions"] == 1
