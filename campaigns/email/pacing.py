@@ -252,3 +252,27 @@ def sent_last_minute(now: datetime, site_id: int | None = None) -> int | None:
     # The last 60 s: this minute so far plus the part of the previous one still inside.
     elapsed = now.second + now.microsecond / 1e6
     return round(current + previous * (60 - elapsed) / 60)
+
+
+def outbox_summary(now: datetime) -> str:
+    """The outbox at a glance, for the admin: what waits, what is being sent, how fast."""
+    from django.db.models import Q
+
+    from campaigns.models import Message
+
+    queued = Message.objects.filter(status=Message.Status.QUEUED)
+    waiting = queued.count()
+    due = queued.filter(Q(not_before__isnull=True) | Q(not_before__lte=now)).count()
+    sending = Message.objects.filter(status=Message.Status.SENDING).count()
+    rate = sent_last_minute(now)
+    parts = [
+        f"{waiting:,} queued ({due:,} due now)",
+        f"{sending:,} sending",
+        "sent in the last minute: unknown (Redis unavailable)"
+        if rate is None
+        else f"{rate:,} sent in the last minute",
+    ]
+    paused = paused_sites(now)
+    if paused:
+        parts.append(f"{len(paused)} site(s) paused by the ESP (429)")
+    return " · ".join(parts)
