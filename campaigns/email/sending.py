@@ -95,6 +95,8 @@ INTERRUPTED = "interrupted mid-send, check ESP"
 
 # Outcomes wait at most this long (seconds) to be recorded together in one statement.
 FINISH_LINGER = 0.05
+# With nothing else to send, a run waits this long at most (seconds) for a paused site.
+MAX_PAUSE_WAIT = 5.0
 
 
 # --- runs --------------------------------------------------------------------------------
@@ -145,6 +147,7 @@ class SendRun:
         self.claimed = 0
         self.draining = False  # the queue had nothing more for us
         self.claim_after = 0.0  # no claim before (monotonic): the last found nothing
+        self.waited_for: set[int] = set()  # held sites this run already waited for once
 
     def outstanding(self) -> int:
         """Claimed and not finished: never more than the concurrency, which bounds what a
@@ -175,6 +178,10 @@ class SendRun:
                 if idle and not self.pending:
                     if self.draining or self.out_of_time_or_limit():
                         break
+                    # Nothing in hand: wait for the next claim (a paused site's end).
+                    pause = min(self.claim_after, self.deadline) - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
                     continue
                 if self.pool.busy and not self.loaded:
                     wait = FINISH_LINGER
@@ -209,11 +216,22 @@ class SendRun:
         rows = claim_batch(now, room, sorted(set(self.held) | full))
         if not rows:
             # Nothing due for the sites we may send for: done, unless sites at their
-            # concurrency limit were left out (their emails wait for a free slot).
-            self.draining = not full
+            # concurrency limit were left out (their emails wait for a free slot), or a
+            # site's short pause (a 429's Retry-After) ends soon: then claim again after
+            # it, once, rather than leave its emails to the next run.
             self.claim_after = time.monotonic() + FINISH_LINGER
+            soon = [u for s, u in self.held.items() if s not in self.waited_for]
+            wait = (min(soon) - now).total_seconds() if soon else None
+            if full:
+                return
+            if wait is not None and wait <= MAX_PAUSE_WAIT and not self.out_of_time_or_limit():
+                self.waited_for |= {s for s, u in self.held.items() if u <= min(soon)}
+                self.claim_after = time.monotonic() + wait
+                return
+            self.draining = True
             return
         self.claimed += len(rows)
+        self.waited_for.clear()
         by_site: dict[int, list[int]] = defaultdict(list)
         for message_id, site_id in rows:
             by_site[site_id].append(message_id)

@@ -131,6 +131,26 @@ def test_a_429_with_retry_after_pauses_the_site_and_halves_its_concurrency(
     assert set(postmark.accepted.values()) == {1}
 
 
+@pytest.mark.parametrize(
+    "standin", [{"latency": 0.01, "throttle_first": 1, "retry_after": "1"}], indirect=True
+)
+def test_a_run_waits_out_a_short_retry_after_and_sends_the_rest(postmark, settings):
+    from django.utils import timezone
+
+    settings.EMAIL_SEND_SITE_CONCURRENCY = 1
+    campaign, step, _ = make_campaign()
+    queue_messages(campaign, step, 3)
+
+    started = timezone.now()
+    report = sending.send_queued()  # the real clock: the pause really passes
+
+    assert report.counts == {"retried": 1, "sent": 3}
+    assert report.throttled_sites == [campaign.site_id]
+    assert statuses() == {"sent": 3}
+    first_sent = Message.objects.order_by("sent_at").first().sent_at
+    assert first_sent >= started + timedelta(seconds=1), "nothing went out during the pause"
+
+
 @pytest.mark.parametrize("standin", [{"latency": 0.05}], indirect=True)
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_senders_stay_within_the_sites_per_minute_limit(postmark):
