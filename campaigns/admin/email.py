@@ -11,7 +11,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import DELETION, LogEntry
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Q, Sum
+from django.db.models.expressions import RawSQL
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -333,9 +334,13 @@ class EmailSettingsAdmin(admin.ModelAdmin):
                     "attribution_days", "attribute_opens"]  # fmt: skip
 
     def get_queryset(self, request):
-        waiting = Message.objects.filter(site=OuterRef("site"), status=Message.Status.QUEUED)
-        count = waiting.order_by().values("site").annotate(n=Count("pk")).values("n")[:1]
-        return super().get_queryset(request).annotate(queued_count=Subquery(count))
+        # Each site's queue, counted no further than pacing.COUNT_UP_TO rows.
+        queued = RawSQL(
+            "SELECT count(*) FROM (SELECT 1 FROM campaigns_message m WHERE m.site_id ="
+            " campaigns_emailsettings.site_id AND m.status = 'queued' LIMIT %s) AS q",
+            [pacing.COUNT_UP_TO + 1],
+        )
+        return super().get_queryset(request).annotate(queued_count=queued)
 
     def changelist_view(self, request, extra_context=None):
         now = timezone.now()
@@ -350,7 +355,8 @@ class EmailSettingsAdmin(admin.ModelAdmin):
 
     @admin.display(description="queued", ordering="queued_count")
     def queued(self, obj: EmailSettings):
-        return getattr(obj, "queued_count", None) or 0
+        found = getattr(obj, "queued_count", None) or 0
+        return f"{pacing.COUNT_UP_TO:,}+" if found > pacing.COUNT_UP_TO else found
 
     @admin.display(description="paused by the ESP until")
     def paused_until(self, obj: EmailSettings):

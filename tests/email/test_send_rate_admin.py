@@ -57,3 +57,16 @@ def test_the_email_settings_list_shows_each_sites_rate_queue_and_pause(marketer)
     until = (now + timedelta(seconds=30)).strftime("%H:%M:%S UTC")
     assert f'<td class="field-paused_until">{until}</td>' in page
     assert "1 site(s) paused by the ESP (429)" in page
+
+
+def test_a_huge_queue_is_counted_only_up_to_a_limit(marketer, monkeypatch):
+    monkeypatch.setattr(pacing, "COUNT_UP_TO", 2)
+    campaign, step, _ = make_campaign()
+    EmailSettings.objects.create(site=campaign.site)
+    queue_messages(campaign, step, 3)
+
+    outbox = marketer.get("/admin/campaigns/message/").content.decode()
+    settings_list = marketer.get("/admin/campaigns/emailsettings/").content.decode()
+
+    assert "2+ queued (2+ due now)" in outbox
+    assert '<td class="field-queued">2+</td>' in settings_list
