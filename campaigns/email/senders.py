@@ -11,9 +11,12 @@ batches; a thread here only calls `backend.send_messages([email])` and reports.
 
 Each thread opens its own backend (its own `requests.Session` or SMTP connection, kept
 open for the thread's life so connections are reused) unless the caller hands one
-shared backend in (the test backends, which keep no connection). Backends that write to
-the database (the development mailbox) get this thread's own Django connection, closed
-when the thread ends.
+shared backend in (the test backends, which keep no connection). A backend that writes
+to the database (the development mailbox) uses the sending loop's own Django
+connection, shared: its writes then see what the loop sees — inside a test's
+transaction too — and are serialized with the loop's queries (psycopg2 connections are
+thread-safe), which is fine for a development backend; the ESP backends never touch
+the database.
 """
 
 from __future__ import annotations
@@ -49,8 +52,11 @@ class Result:
 class SenderPool:
     """Up to `size` threads, started as work needs them, each sending one email at a time."""
 
-    def __init__(self, size: int, backend=None, factory: Callable[[], Any] = get_connection):
+    def __init__(
+        self, size: int, backend=None, factory: Callable[[], Any] = get_connection, db=None
+    ):
         self.size = size
+        self.db = db  # the loop's database connection, lent to the threads
         self.shared_backend = backend
         self.factory = factory
         # The first thread's backend, made here: a misconfigured backend fails the run
@@ -93,6 +99,8 @@ class SenderPool:
         self.threads = []
 
     def _run(self) -> None:
+        if self.db is not None:
+            connections[self.db.alias] = self.db
         backend = self.shared_backend
         own = backend is None
         try:
@@ -115,7 +123,9 @@ class SenderPool:
                     backend.close()
                 except Exception:
                     log.warning("closing an email backend failed", exc_info=True)
-            connections.close_all()  # this thread's own, if the backend used the database
+            if self.db is not None:
+                del connections[self.db.alias]  # lent, not ours to close
+            connections.close_all()  # this thread's own, of any other database
 
 
 def send(backend, job: Job) -> Result:

@@ -51,6 +51,7 @@ import redis
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import get_connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from campaigns.email import pacing
@@ -135,7 +136,9 @@ class SendRun:
         self.chunk = max(1, concurrency // 8)  # rendered between hand-outs
         self.flush_at = max(1, concurrency // 2)  # outcomes worth a finish
         self.backend = backend
-        self.pool = SenderPool(concurrency, backend)
+        self.db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the proxy
+        self.pool = SenderPool(concurrency, backend, db=self.db)  # threads start later
+        self.db.inc_thread_sharing()  # lent to the sending threads (senders.py)
         self.cache = RunCache()
         self.report = SendReport()
         self.loaded: deque[Message] = deque()  # claimed and loaded, not yet rendered
@@ -341,6 +344,7 @@ class SendRun:
             self.flush()
         finally:
             self.pool.close(timeout=5)
+            self.db.dec_thread_sharing()
 
 
 def send_queued(

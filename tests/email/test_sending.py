@@ -282,7 +282,6 @@ def test_a_code_cannot_be_given_to_two_messages_by_the_database():
     assert PromoCode.objects.get(pk=code.pk).message_id == first.pk
 
 
-@pytest.mark.django_db(transaction=True)  # the backend writes from a sending thread
 @override_settings(EMAIL_BACKEND="campaigns.email.devmail.EmailBackend")
 def test_the_development_backend_keeps_the_rendered_email_for_the_admin():
     campaign, step, _ = make_campaign()
