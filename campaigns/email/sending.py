@@ -238,17 +238,18 @@ class SendRun:
         by_site: dict[int, list[int]] = defaultdict(list)
         for message_id, site_id in rows:
             by_site[site_id].append(message_id)
-        allowed, over = [], []
+        allowed: list[int] = []
+        over: dict[datetime, list[int]] = defaultdict(list)
         for site_id, ids in by_site.items():
-            granted = self.reserve(site_id, len(ids), now)
+            granted, until = self.reserve(site_id, len(ids), now)
             allowed += ids[:granted]
             if granted < len(ids):
-                over += ids[granted:]
-                self.held[site_id] = pacing.next_window(now)
+                over[until] += ids[granted:]
+                self.held[site_id] = until
                 if site_id not in self.report.rate_limited_sites:
                     self.report.rate_limited_sites.append(site_id)
-        if over:
-            release(over, pacing.next_window(now))
+        for until, ids in over.items():
+            release(ids, until)
         self.loaded.extend(load_claimed(sorted(allowed)))
 
     def prepare_some(self) -> None:
@@ -266,13 +267,17 @@ class SendRun:
             self.buffer.append(prepared.job)
         record_choices(choices)
 
-    def reserve(self, site_id: int, count: int, now: datetime) -> int:
+    def reserve(self, site_id: int, count: int, now: datetime) -> tuple[int, datetime]:
+        """Sends granted from the site's minute, and until when the rest must wait: the
+        next minute, or — Redis unavailable, so no send may go out uncounted — a few
+        seconds, after which this run tries again (a Redis blip must not park a site's
+        emails until the next run)."""
         per_minute = self.cache.settings_for(site_id).sends_per_minute
         try:
-            return pacing.reserve_sends(site_id, per_minute, now, count)
+            return pacing.reserve_sends(site_id, per_minute, now, count), pacing.next_window(now)
         except redis.RedisError:
             log.warning("Redis unavailable for the send rate limit; holding site %s", site_id)
-            return 0
+            return 0, now + timedelta(seconds=MAX_PAUSE_WAIT)
 
     # -- sending ---------------------------------------------------------------------
 

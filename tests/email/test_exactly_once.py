@@ -74,7 +74,12 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         if predicate():
             return
         time.sleep(0.01)
-    pytest.fail(f"timed out waiting for {what}")
+    left = list(
+        Message.objects.exclude(status="sent")
+        .values("status", "not_before", "attempts", "error")
+        .annotate(n=Count("id"))
+    )
+    pytest.fail(f"timed out waiting for {what}; not sent: {left}")
 
 
 def test_a_worker_killed_mid_batch_still_sends_each_message_exactly_once(redis_client):

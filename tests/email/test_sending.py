@@ -395,3 +395,21 @@ def test_a_network_error_is_retried_only_when_the_esp_surely_did_not_take_the_em
     message.refresh_from_db()
     assert message.status == status
     assert message.error.startswith(error_starts)
+
+
+def test_without_redis_nothing_goes_out_uncounted_and_the_emails_wait_seconds_not_a_minute(
+    settings,
+):
+    campaign, step, _ = make_campaign()
+    queue_messages(campaign, step, 3)
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: the limit is unknown
+
+    report = sending.send_queued(
+        clock=clock, backend=get_connection(ANYMAIL_TEST), budget_seconds=1
+    )
+
+    assert report.total == 0 and mail.outbox == []
+    held = list(Message.objects.all())
+    assert {(m.status, m.not_before, m.attempts) for m in held} == {
+        ("queued", T0 + timedelta(seconds=5), 0)
+    }
