@@ -372,10 +372,18 @@ if ANYMAIL.get("WEBHOOK_SECRET"):
         raise ConfigError(
             "ANYMAIL_WEBHOOK_SECRET must look like user:password (comma-separated to rotate)"
         )
-# Messages claimed and sent per periodic run, and the run's time budget (seconds).
-EMAIL_SEND_BATCH = env_int("EMAIL_SEND_BATCH", 5000, minimum=1)
+# A send run keeps going while there is work, up to this many messages or this many
+# seconds, then queues the next run itself; beat starts one every interval as well.
+EMAIL_SEND_BATCH = env_int("EMAIL_SEND_BATCH", 100_000, minimum=1)
 EMAIL_SEND_BUDGET_SECONDS = env_int("EMAIL_SEND_BUDGET_SECONDS", 50, minimum=1)
 EMAIL_SEND_INTERVAL_SECONDS = env_int("EMAIL_SEND_INTERVAL_SECONDS", 10, minimum=1)
+# Emails in flight at once per worker process (sending threads), and per site (0: the
+# same); an ESP's 429 halves a site's share until it recovers.
+EMAIL_SEND_CONCURRENCY = env_int("EMAIL_SEND_CONCURRENCY", 64, minimum=1)
+EMAIL_SEND_SITE_CONCURRENCY = env_int("EMAIL_SEND_SITE_CONCURRENCY", 0, minimum=0)
+# The ESP account's sends per minute across all sites and workers (0: no limit of ours);
+# each site's own limit is its email settings' "sends per minute".
+EMAIL_ESP_SENDS_PER_MINUTE = env_int("EMAIL_ESP_SENDS_PER_MINUTE", 0, minimum=0)
 # Transient ESP errors: retried with exponential backoff from this base, at most this often.
 EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 5, minimum=1)
 # The rendering budget of one email (preview, test send, send): output size and time.

@@ -12,12 +12,15 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import DELETION, LogEntry
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, Sum
+from django.db.models.expressions import RawSQL
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
+from campaigns.email import pacing
 from campaigns.email.rendering import SAMPLE_TRIGGER, EmailData, render_email, validate_template
 from campaigns.email.sandbox import TemplateRefused
 from campaigns.email.unsubscribe import LIFTABLE_BY_HAND, lift_by_hand
@@ -208,6 +211,10 @@ class MessageAdmin(admin.ModelAdmin):
     def step_number(self, message: Message) -> int:
         return message.position + 1
 
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"subtitle": pacing.outbox_summary(timezone.now()), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
     @admin.action(description="Send again (failed only; check the ESP first for interrupted ones)")
     def send_again(self, request, queryset):
         requeued = queryset.filter(status=Message.Status.FAILED).update(
@@ -340,7 +347,38 @@ class SuppressionAdmin(admin.ModelAdmin):
 @admin.register(EmailSettings)
 class EmailSettingsAdmin(admin.ModelAdmin):
     list_display = ["site", "open_tracking", "click_tracking", "sends_per_minute",
+                    "sent_last_minute", "queued", "paused_until",
                     "attribution_days", "attribute_opens"]  # fmt: skip
+
+    def get_queryset(self, request):
+        # Each site's queue, counted no further than pacing.COUNT_UP_TO rows.
+        queued = RawSQL(
+            "SELECT count(*) FROM (SELECT 1 FROM campaigns_message m WHERE m.site_id ="
+            " campaigns_emailsettings.site_id AND m.status = 'queued' LIMIT %s) AS q",
+            [pacing.COUNT_UP_TO + 1],
+        )
+        return super().get_queryset(request).annotate(queued_count=queued)
+
+    def changelist_view(self, request, extra_context=None):
+        now = timezone.now()
+        self._now, self._paused = now, pacing.paused_sites(now)
+        extra_context = {"subtitle": pacing.outbox_summary(now), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="sent in the last minute")
+    def sent_last_minute(self, obj: EmailSettings):
+        rate = pacing.sent_last_minute(getattr(self, "_now", None) or timezone.now(), obj.site_id)
+        return "?" if rate is None else rate
+
+    @admin.display(description="queued", ordering="queued_count")
+    def queued(self, obj: EmailSettings):
+        found = getattr(obj, "queued_count", None) or 0
+        return f"{pacing.COUNT_UP_TO:,}+" if found > pacing.COUNT_UP_TO else found
+
+    @admin.display(description="paused by the ESP until")
+    def paused_until(self, obj: EmailSettings):
+        until = getattr(self, "_paused", {}).get(obj.site_id)
+        return until.strftime("%H:%M:%S UTC") if until else "-"
 
 
 @admin.register(EmailEvent)

@@ -1,367 +1,103 @@
-"""Send queued Messages through the configured email backend, each exactly once.
+"""Send queued Messages through the configured email backend, each exactly once, many
+at a time.
 
 The Message row is the outbox. The order of writes is what makes "exactly once"
 hold when a worker is SIGKILLed or a task is delivered twice:
 
-1. **claim** — one conditional UPDATE `queued → sending` (with `FOR UPDATE SKIP
-   LOCKED` to pick the next row), committed on its own *before* the backend is
-   called. A second worker or a duplicate task finds the row no longer `queued`
-   and skips it (row count 0).
-2. **send** — hand the email to the backend (Anymail, SMTP, the dev mailbox).
-3. **finish** — conditional UPDATE `sending → sent` with the ESP's message id.
+1. **claim** — one conditional UPDATE `queued → sending` for a batch of rows (picked
+   with `FOR UPDATE SKIP LOCKED`), committed on its own *before* any of them is handed
+   to the backend. A second worker or a duplicate task skips rows already claimed.
+2. **check and render** — one query loads the batch with its relations, one more the
+   suppressions and campaign opt-outs of its addresses; each message is then checked
+   (consent, suppression, erasure, a changed address) and rendered for its recipient.
+3. **send** — a pool of threads (campaigns/email/senders.py: why threads) hands the
+   emails to the backend, up to `EMAIL_SEND_CONCURRENCY` in flight per process and
+   `EMAIL_SEND_SITE_CONCURRENCY` per site, within the site's (and the ESP's) per-minute
+   limit and pauses (campaigns/email/pacing.py).
+4. **finish** — one conditional UPDATE `sending → sent` (or failed, retried…) for the
+   outcomes gathered so far, with the ESP's message ids (campaigns/email/outbox.py).
 
-A crash between 1 and 3 leaves the row in `sending`; nothing ever resends a
-`sending` row blindly, because the ESP may have accepted it. `recover_interrupted`
-looks at rows stuck longer than any task may run: if the backend can say what it
-received (the optional `find_sent(ids)` hook — the dev mailbox has it) the row
-is reconciled to `sent` or safely re-queued; otherwise it is marked `failed`
-with "interrupted mid-send, check ESP" and the Message-ID to search for. Only
-one message per worker process can be in that window, since each message is
-claimed just before it is sent.
+A crash between 1 and 4 leaves rows in `sending`; nothing ever resends a `sending`
+row blindly, because the ESP may have accepted it. `recover_interrupted` looks at
+rows stuck longer than any task may run: if the backend can say what it received
+(the optional `find_sent(ids)` hook — the dev mailbox has it) the row is reconciled
+to `sent` or safely re-queued; otherwise it is marked `failed` with "interrupted
+mid-send, check ESP" and the Message-ID to search for. The loop never holds more
+than `EMAIL_SEND_CONCURRENCY` claimed, unfinished messages (in flight, rendered and
+waiting for a slot, or sent and waiting for their finish), so that is the most a
+SIGKILL can leave for recovery.
 
-Transient ESP errors (HTTP 429/5xx, connection refused, SMTP 4xx) put the row
-back to `queued` with a backoff; permanent ones mark it `failed` with the
-reason; an ambiguous one (a timeout after the request went out) is `failed`
-with "outcome unknown, check ESP" rather than risk a duplicate.
+The check in 2 runs after the claim and at most one batch's worth of sends before the
+email goes out (a fraction of a second): whatever the person did since the engine's
+decision — unsubscribed, withdrew consent, was erased — wins.
+
+Transient ESP errors (HTTP 429/5xx, connection refused, SMTP 4xx) put the row back
+to `queued` with a backoff (a 429's `Retry-After` when it gives one, which also pauses
+the site and halves its concurrency); permanent ones mark it `failed` with the
+reason; an ambiguous one (a timeout after the request went out) is `failed` with
+"outcome unknown, check ESP" rather than risk a duplicate.
 """
 
 from __future__ import annotations
 
 import logging
-import smtplib
-import socket
 import time
-from collections.abc import Callable
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import formataddr
 
 import redis
-from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import connection
-from django.db.models import Exists, OuterRef, Subquery
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
-from campaigns.email.composing import (
-    HeaderRefused,
-    PromoPoolEmpty,
-    build_email,
-    check_headers,
-    choose_variant,
-    domain,
-    email_data,
-    promo_code_for,
+from campaigns.email import pacing
+from campaigns.email.composing import check_headers, domain
+from campaigns.email.delivery import (
+    FAILED,
+    RETRIED,
+    SENT,
+    SKIPPED,
+    SUPPRESSED,
+    Clock,
+    RunCache,
+    classify,
+    load_claimed,
+    prepare,
+    record,
+    settle,
+    suppression_reason,
+)
+from campaigns.email.outbox import (
+    Finish,
+    claim_batch,
+    claim_one,
+    finish_many,
+    record_choices,
+    release,
 )
 from campaigns.email.rendering import EmailData, render_email
-from campaigns.email.sandbox import TemplateRefused
-from campaigns.models import (
-    CampaignOptOut,
-    EmailSettings,
-    Message,
-    StepPromo,
-    StepVariant,
-    Suppression,
-)
-from campaigns.models.email import email_hash
-from reengage import redis_pool
-from tracking.ingest import is_one_mailbox
-from tracking.models import Profile
+from campaigns.email.senders import Job, SenderPool, send
+from campaigns.models import Message
+
+# Also what callers and tests use from here.
+__all__ = [
+    "FAILED", "RETRIED", "SENT", "SKIPPED", "SUPPRESSED", "RunCache", "SendReport",
+    "claim_one", "classify", "recover_interrupted", "send_one", "send_queued", "send_test",
+    "suppression_reason",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
 INTERRUPTED = "interrupted mid-send, check ESP"
 
-
-# --- claiming ----------------------------------------------------------------------
-
-CLAIM_NEXT = """
-UPDATE campaigns_message SET status = 'sending', claimed_at = %(now)s, attempts = attempts + 1
-WHERE id = (
-    SELECT id FROM campaigns_message
-    WHERE status = 'queued' AND (not_before IS NULL OR not_before <= %(now)s)
-      AND NOT (site_id = ANY(%(paused)s))
-    ORDER BY created_at, id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING id, site_id, to_email
-"""
-
-CLAIM_ONE = """
-UPDATE campaigns_message SET status = 'sending', claimed_at = %(now)s, attempts = attempts + 1
-WHERE id = %(id)s AND status = 'queued' AND (not_before IS NULL OR not_before <= %(now)s)
-RETURNING id, site_id, to_email
-"""
-
-
-def claim_next(now: datetime, paused: list[int]) -> tuple[int, int, str] | None:
-    # Runs outside any transaction (autocommit): the claim is durable before the
-    # backend is called, which is the point.
-    with connection.cursor() as cursor:
-        cursor.execute(CLAIM_NEXT, {"now": now, "paused": paused})
-        return cursor.fetchone()
-
-
-def claim_one(message_id: int, now: datetime) -> tuple[int, int, str] | None:
-    with connection.cursor() as cursor:
-        cursor.execute(CLAIM_ONE, {"now": now, "id": message_id})
-        return cursor.fetchone()
-
-
-def _finish(message_id: int, **fields) -> bool:
-    """Move a claimed message on; False when someone else (the recovery) already did.
-
-    Committed without waiting for the WAL flush (synchronous_commit off): if
-    PostgreSQL crashed and lost this commit, the row would be back in `sending`,
-    which recovery settles without resending. The claim, whose loss could cause
-    a resend, stays a normal durable commit. Saves one fsync per email.
-    """
-    columns = ", ".join(f"{name} = %s" for name in fields)  # names are ours, never input
-    values = [str(v) if isinstance(v, str) else v for v in fields.values()]
-    with connection.cursor() as cursor:
-        # One round trip: a multi-statement string runs as one implicit transaction.
-        cursor.execute(
-            "SET LOCAL synchronous_commit TO OFF; "
-            f"UPDATE campaigns_message SET {columns} WHERE id = %s AND status = 'sending'",
-            [*values, message_id],
-        )
-        return cursor.rowcount == 1
-
-
-# --- rate limit ----------------------------------------------------------------------
-
-
-def _redis_client() -> redis.Redis:
-    return redis_pool.client(timeout=2)
-
-
-def reserve_sends(site_id: int, per_minute: int, now: datetime, want: int) -> int:
-    """Take up to `want` sends from the site's current one-minute window (shared by every
-    worker through Redis); returns how many were granted, 0 when the window is used up."""
-    window = int(now.timestamp() // 60)
-    key = f"reengage:email:rate:{site_id}:{window}"
-    pipe = _redis_client().pipeline()
-    pipe.incrby(key, want)
-    pipe.expire(key, 120)
-    count, _ = pipe.execute()
-    return max(0, min(want, per_minute - (count - want)))
-
-
-def _next_window(now: datetime) -> datetime:
-    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-
-
-# --- what to send ------------------------------------------------------------------
-
-
-@dataclass
-class RunCache:
-    """Per-run lookups that every message of a site or step shares."""
-
-    email_settings: dict[int, EmailSettings] = field(default_factory=dict)
-    variants: dict[int, list[StepVariant]] = field(default_factory=dict)
-    promos: dict[int, StepPromo | None] = field(default_factory=dict)
-    sends_left: dict[tuple[int, int], int] = field(default_factory=dict)
-
-    def settings_for(self, site_id: int) -> EmailSettings:
-        if site_id not in self.email_settings:
-            self.email_settings[site_id] = EmailSettings.for_site(site_id)
-        return self.email_settings[site_id]
-
-    def variants_for(self, step_id: int) -> list[StepVariant]:
-        if step_id not in self.variants:
-            self.variants[step_id] = list(
-                StepVariant.objects.filter(step_id=step_id).select_related("template")
-            )
-        return self.variants[step_id]
-
-    def promo_for(self, step_id: int) -> StepPromo | None:
-        if step_id not in self.promos:
-            self.promos[step_id] = StepPromo.objects.filter(step_id=step_id).first()
-        return self.promos[step_id]
-
-
-def suppression_annotations(address: str) -> dict:
-    digest = email_hash(address)
-    return {
-        "suppressed_as": Subquery(
-            Suppression.objects.filter(site_id=OuterRef("site_id"), email_hash=digest).values(
-                "reason"
-            )[:1]
-        ),
-        "left_campaign": Exists(
-            CampaignOptOut.objects.filter(campaign_id=OuterRef("campaign_id"), email_hash=digest)
-        ),
-    }
-
-
-def suppression_reason(message: Message) -> str:
-    """Why this message must not go out now ("" when it may). Needs the annotations.
-
-    The engine checked the same things when it decided, but seconds (or, after a
-    retry's backoff, hours) pass before the send: whatever the person did
-    meanwhile — unsubscribed, withdrew consent, was erased — wins.
-    """
-    if message.suppressed_as:
-        return f"suppressed: {message.suppressed_as}"
-    if message.left_campaign:
-        return "suppressed: left this campaign"
-    if not message.to_email:  # erasure blanks the address (and deletes the profile)
-        return "suppressed: person erased"
-    if not is_one_mailbox(message.to_email):  # "a@x, b@y": two recipients, one checked
-        return "suppressed: the address is not one mailbox"
-    if message.profile_id is None:
-        return ""
-    profile = current_profile(message.profile)
-    if (profile.consent or {}).get("email") is False:
-        return "suppressed: email consent withdrawn"
-    if not profile.email_verified or not profile.email:
-        return "suppressed: email no longer verified"
-    if profile.email.strip().lower() != message.to_email.strip().lower():
-        return "suppressed: the person's verified email changed"
-    return ""
-
-
-def current_profile(profile: Profile) -> Profile:
-    """The profile a merge folded this one into (consent and email live there now)."""
-    seen = {profile.pk}
-    while profile.merged_into_id is not None and profile.merged_into_id not in seen:
-        survivor = Profile.objects.filter(pk=profile.merged_into_id).first()
-        if survivor is None:
-            break
-        seen.add(survivor.pk)
-        profile = survivor
-    return profile
-
-
-# --- classifying backend errors -------------------------------------------------------
-
-RETRY, PERMANENT, UNKNOWN = "retry", "permanent", "unknown"
-
-
-def classify(exc: BaseException) -> tuple[str, str]:
-    """Is it safe to try again? Only when the ESP surely did not take the email."""
-    import requests
-
-    try:
-        reason = f"{type(exc).__name__}: {exc}"[:500]
-    except Exception:  # an exception whose __str__ fails must not lose the outcome
-        reason = type(exc).__name__
-    if isinstance(exc, AnymailRecipientsRefused):
-        return PERMANENT, reason
-    if isinstance(exc, AnymailAPIError):
-        status = exc.status_code
-        if status in {429, 500, 502, 503, 504}:
-            return RETRY, reason
-        cause = exc.__cause__
-        if (
-            status is None
-            and isinstance(cause, requests.Timeout)
-            and not isinstance(cause, requests.ConnectTimeout)
-        ):
-            return UNKNOWN, reason
-        if status is None and isinstance(cause, requests.ConnectionError):
-            return RETRY, reason
-        return PERMANENT, reason
-    if isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPSenderRefused):
-        return PERMANENT, reason
-    if isinstance(exc, smtplib.SMTPConnectError | ConnectionRefusedError | socket.gaierror):
-        return RETRY, reason
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return (RETRY if 400 <= exc.smtp_code < 500 else PERMANENT), reason
-    if isinstance(exc, smtplib.SMTPServerDisconnected | TimeoutError | OSError):
-        return UNKNOWN, reason
-    return PERMANENT, reason
-
-
-def backoff(attempts: int) -> timedelta:
-    return timedelta(
-        seconds=min(settings.EMAIL_RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), 3600)
-    )
-
-
-# --- one message ------------------------------------------------------------------------
-
-SENT, SUPPRESSED, FAILED, RETRIED, SKIPPED = "sent", "suppressed", "failed", "retried", "skipped"
-
-
-def deliver(message_id: int, to_email: str, *, backend, clock: Clock, cache: RunCache) -> str:
-    """Render and send one claimed (`sending`) message, then record the outcome."""
-    message = (
-        Message.objects.select_related("site", "template", "profile", "enrollment", "campaign")
-        .annotate(**suppression_annotations(to_email))  # one query: row, relations, suppression
-        .filter(pk=message_id)
-        .first()
-    )
-    if message is None or message.status != Message.Status.SENDING:
-        return SKIPPED
-    reason = suppression_reason(message)
-    if reason:
-        _finish(message_id, status=Message.Status.SUPPRESSED, error=reason)
-        return SUPPRESSED
-    email_settings = cache.settings_for(message.site_id)
-    template = message.template
-    try:
-        if message.step_id and (variants := cache.variants_for(message.step_id)):
-            template = choose_variant(
-                variants, str(message.profile_id or message.to_email.lower()), message.step_id
-            )
-        promo = cache.promo_for(message.step_id) if message.step_id else None
-        promo_code = promo_code_for(message, promo, clock())
-        if template is None:
-            raise TemplateRefused("the message has no template")
-        if template.pk != message.template_id or promo_code != message.promo_code:
-            # Kept before sending so the browser view and reports see what was sent.
-            Message.objects.filter(pk=message_id).update(template=template, promo_code=promo_code)
-            message.template, message.promo_code = template, promo_code
-        rendered = render_email(template, email_data(message, email_settings, template.pk))
-        email = build_email(message, template, rendered, email_settings, backend)
-    except (TemplateRefused, HeaderRefused, PromoPoolEmpty, AnymailError) as exc:
-        _finish(message_id, status=Message.Status.FAILED, error=str(exc)[:1000])
-        return FAILED
-    except Exception as exc:  # a template filter blowing up on odd data, say
-        log.exception("rendering message %s failed", message_id)
-        _finish(message_id, status=Message.Status.FAILED, error=f"rendering failed: {exc}"[:1000])
-        return FAILED
-
-    try:
-        email.send()
-    except Exception as exc:
-        kind, reason = classify(exc)
-        log.warning("sending message %s: %s (%s)", message_id, reason, kind)
-        if kind == RETRY and message.attempts < settings.EMAIL_MAX_ATTEMPTS:
-            _finish(
-                message_id,
-                status=Message.Status.QUEUED,
-                not_before=clock() + backoff(message.attempts),
-                error=f"attempt {message.attempts}: {reason}",
-            )
-            return RETRIED
-        if kind == UNKNOWN:
-            reason = f"outcome unknown ({reason}); the ESP may have accepted it, check ESP"
-        elif kind == RETRY:
-            reason = f"gave up after {message.attempts} attempts: {reason}"
-        _finish(message_id, status=Message.Status.FAILED, error=reason)
-        return FAILED
-
-    status = getattr(email, "anymail_status", None)
-    esp_id = getattr(status, "message_id", None)
-    if esp_id is None:  # plain Django backends (SMTP) report none: our Message-ID it is
-        esp_id = email.extra_headers["Message-ID"]
-    if not _finish(
-        message_id,
-        status=Message.Status.SENT,
-        sent_at=clock(),
-        esp_message_id=str(esp_id)[:200],
-        error="",
-    ):
-        log.error("message %s was sent but its row had been moved on by recovery", message_id)
-    return SENT
+# Outcomes wait at most this long (seconds) to be recorded together in one statement.
+FINISH_LINGER = 0.05
+# With nothing else to send, a run waits this long at most (seconds) for a paused site.
+MAX_PAUSE_WAIT = 5.0
 
 
 # --- runs --------------------------------------------------------------------------------
@@ -371,6 +107,8 @@ def deliver(message_id: int, to_email: str, *, backend, clock: Clock, cache: Run
 class SendReport:
     counts: dict[str, int] = field(default_factory=dict)
     rate_limited_sites: list[int] = field(default_factory=list)
+    throttled_sites: list[int] = field(default_factory=list)  # the ESP answered 429
+    more_work: bool = False  # stopped by the time budget or the limit, not an empty queue
 
     def add(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
@@ -380,69 +118,302 @@ class SendReport:
         return sum(self.counts.values())
 
 
+class SendRun:
+    """One run of the sending loop: claim, check and render on this thread, send on the
+    pool's, finish in batches, until the queue is empty, `limit` or the time budget.
+
+    A pipeline, so the ESP always has work: the next batch is claimed as soon as the
+    last one is rendered and there is room for a quarter of the slots; messages are
+    rendered a few at a time and handed out at once, while the answers of earlier ones
+    are gathered and recorded."""
+
+    def __init__(self, *, clock: Clock, limit: int, budget: float, backend, concurrency: int):
+        self.clock = clock
+        self.limit = limit
+        self.deadline = time.monotonic() + budget
+        self.concurrency = concurrency
+        self.refill_at = max(1, concurrency // 4)  # free slots worth a claim
+        self.chunk = max(1, concurrency // 8)  # rendered between hand-outs
+        self.flush_at = max(1, concurrency // 2)  # outcomes worth a finish
+        self.backend = backend
+        self.db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the proxy
+        self.pool = SenderPool(concurrency, backend, db=self.db)  # threads start later
+        self.db.inc_thread_sharing()  # lent to the sending threads (senders.py)
+        self.cache = RunCache()
+        self.report = SendReport()
+        self.loaded: deque[Message] = deque()  # claimed and loaded, not yet rendered
+        self.buffer: deque[Job] = deque()  # rendered, waiting for a free slot
+        self.in_flight: Counter[int] = Counter()  # per site
+        self.pending: list[Finish] = []  # outcomes not yet written
+        self.pending_since = 0.0
+        self.held: dict[int, datetime] = {}  # site → no claims before (rate, pause)
+        self.claimed = 0
+        self.draining = False  # the queue had nothing more for us
+        self.claim_after = 0.0  # no claim before (monotonic): the last found nothing
+        self.waited_for: set[int] = set()  # held sites this run already waited for once
+
+    def outstanding(self) -> int:
+        """Claimed and not finished: never more than the concurrency, which bounds what a
+        SIGKILL can leave in `sending`."""
+        return self.pool.busy + len(self.loaded) + len(self.buffer) + len(self.pending)
+
+    def run(self) -> SendReport:
+        try:
+            while True:
+                self.collect(timeout=0)
+                if not self.loaded and not self.draining and not self.out_of_time_or_limit():
+                    if self.concurrency - self.outstanding() < self.refill_at and self.pending:
+                        self.flush()  # the room is held by outcomes not yet written
+                    if (
+                        self.concurrency - self.outstanding() >= self.refill_at
+                        and time.monotonic() >= self.claim_after
+                    ):
+                        self.refill()
+                self.prepare_some()
+                self.dispatch()
+                idle = not self.pool.busy and not self.buffer and not self.loaded
+                if self.pending and (
+                    idle
+                    or len(self.pending) >= self.flush_at
+                    or time.monotonic() - self.pending_since >= FINISH_LINGER
+                ):
+                    self.flush()
+                if idle and not self.pending:
+                    if self.draining or self.out_of_time_or_limit():
+                        break
+                    # Nothing in hand: wait for the next claim (a paused site's end).
+                    pause = min(self.claim_after, self.deadline) - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
+                    continue
+                if self.pool.busy and not self.loaded:
+                    wait = FINISH_LINGER
+                    if self.pending:
+                        wait = max(0.0, self.pending_since + FINISH_LINGER - time.monotonic())
+                    self.collect(timeout=wait)
+        finally:
+            self.shut_down()
+        self.report.more_work = not self.draining
+        return self.report
+
+    def out_of_time_or_limit(self) -> bool:
+        return self.claimed >= self.limit or time.monotonic() >= self.deadline
+
+    # -- claiming --------------------------------------------------------------------
+
+    def refill(self) -> None:
+        now = self.clock()
+        for site_id, until in pacing.paused_sites(now).items():
+            self.held[site_id] = max(until, self.held.get(site_id, until))
+        self.held = {site: until for site, until in self.held.items() if until > now}
+        queued = Counter(job.site_id for job in self.buffer)
+        full = {
+            site_id
+            for site_id in set(self.in_flight) | set(queued)
+            if self.in_flight[site_id] + queued[site_id]
+            >= pacing.site_concurrency(site_id, self.concurrency)
+        }
+        room = min(self.concurrency - self.outstanding(), self.limit - self.claimed)
+        if room <= 0:
+            return
+        rows = claim_batch(now, room, sorted(set(self.held) | full))
+        if not rows:
+            # Nothing due for the sites we may send for: done, unless sites at their
+            # concurrency limit were left out (their emails wait for a free slot), or a
+            # site's short pause (a 429's Retry-After) ends soon: then claim again after
+            # it, once, rather than leave its emails to the next run.
+            self.claim_after = time.monotonic() + FINISH_LINGER
+            soon = [u for s, u in self.held.items() if s not in self.waited_for]
+            wait = (min(soon) - now).total_seconds() if soon else None
+            if full:
+                return
+            if wait is not None and wait <= MAX_PAUSE_WAIT and not self.out_of_time_or_limit():
+                self.waited_for |= {s for s, u in self.held.items() if u <= min(soon)}
+                self.claim_after = time.monotonic() + wait
+                return
+            self.draining = True
+            return
+        self.claimed += len(rows)
+        self.waited_for.clear()
+        by_site: dict[int, list[int]] = defaultdict(list)
+        for message_id, site_id in rows:
+            by_site[site_id].append(message_id)
+        allowed: list[int] = []
+        over: dict[datetime, list[int]] = defaultdict(list)
+        for site_id, ids in by_site.items():
+            granted, until = self.reserve(site_id, len(ids), now)
+            allowed += ids[:granted]
+            if granted < len(ids):
+                over[until] += ids[granted:]
+                self.held[site_id] = until
+                if site_id not in self.report.rate_limited_sites:
+                    self.report.rate_limited_sites.append(site_id)
+        for until, ids in over.items():
+            release(ids, until)
+        self.loaded.extend(load_claimed(sorted(allowed)))
+
+    def prepare_some(self) -> None:
+        """Check and render the next few loaded messages; their variant and promo code
+        choices are recorded (one statement) before any of them is handed out."""
+        choices = []
+        for _ in range(min(self.chunk, len(self.loaded))):
+            prepared = prepare(self.loaded.popleft(), clock=self.clock, cache=self.cache)
+            if isinstance(prepared, Finish):
+                outcome = SUPPRESSED if prepared.status == Message.Status.SUPPRESSED else FAILED
+                self.add_pending(prepared, outcome)
+                continue
+            if prepared.choice:
+                choices.append(prepared.choice)
+            self.buffer.append(prepared.job)
+        record_choices(choices)
+
+    def reserve(self, site_id: int, count: int, now: datetime) -> tuple[int, datetime]:
+        """Sends granted from the site's minute, and until when the rest must wait: the
+        next minute, or — Redis unavailable, so no send may go out uncounted — a few
+        seconds, after which this run tries again (a Redis blip must not park a site's
+        emails until the next run)."""
+        per_minute = self.cache.settings_for(site_id).sends_per_minute
+        try:
+            return pacing.reserve_sends(site_id, per_minute, now, count), pacing.next_window(now)
+        except redis.RedisError:
+            log.warning("Redis unavailable for the send rate limit; holding site %s", site_id)
+            return 0, now + timedelta(seconds=MAX_PAUSE_WAIT)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        now = self.clock()
+        waiting: deque[Job] = deque()
+        paused: dict[datetime, list[int]] = defaultdict(list)
+        for job in self.buffer:
+            until = self.held.get(job.site_id)
+            if until is not None and until > now and job.site_id in self.report.throttled_sites:
+                paused[until].append(job.message_id)  # the ESP said wait: not sent, back
+            elif self.pool.busy < self.concurrency and self.in_flight[
+                job.site_id
+            ] < pacing.site_concurrency(job.site_id, self.concurrency):
+                self.in_flight[job.site_id] += 1
+                self.pool.submit(job)
+            else:
+                waiting.append(job)
+        self.buffer = waiting
+        for until, ids in paused.items():
+            release(ids, until)
+
+    def collect(self, timeout: float) -> None:
+        results = self.pool.take(timeout)
+        if not results:
+            return
+        now = self.clock()
+        for result in results:
+            site_id = result.job.site_id
+            self.in_flight[site_id] -= 1
+            if not self.in_flight[site_id]:
+                del self.in_flight[site_id]
+            settled = settle(result, now)
+            self.add_pending(settled.finish, settled.outcome)
+            if settled.outcome == SENT:
+                pacing.succeeded(site_id, self.concurrency)
+            if settled.throttled:
+                limit = pacing.throttled(site_id, self.concurrency)
+                log.warning("the ESP throttles site %s: %s in flight at most", site_id, limit)
+                if site_id not in self.report.throttled_sites:
+                    self.report.throttled_sites.append(site_id)
+            if settled.pause_until:
+                pacing.pause_site(site_id, settled.pause_until)
+                self.held[site_id] = max(settled.pause_until, self.held.get(site_id, now))
+
+    def add_pending(self, finish: Finish, outcome: str) -> None:
+        if not self.pending:
+            self.pending_since = time.monotonic()
+        self.pending.append(finish)
+        self.report.add(outcome)
+
+    def flush(self) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, []
+            record(pending, self.clock())
+
+    def shut_down(self) -> None:
+        """Also after an exception (a soft time limit): what was never handed to the
+        backend goes back to the queue, what was handed over is waited for and recorded."""
+        try:
+            unsent = [m.pk for m in self.loaded] + [job.message_id for job in self.buffer]
+            if unsent:
+                release(unsent)
+                self.loaded.clear()
+                self.buffer.clear()
+            give_up = time.monotonic() + 60
+            while self.pool.busy and time.monotonic() < give_up:
+                self.collect(timeout=1)
+            self.flush()
+        finally:
+            self.pool.close(timeout=5)
+            self.db.dec_thread_sharing()
+
+
 def send_queued(
     *,
     clock: Clock = timezone.now,
     limit: int | None = None,
     budget_seconds: float | None = None,
     backend=None,
+    concurrency: int | None = None,
 ) -> SendReport:
-    """Claim and send queued messages until none is left, `limit` or the time budget."""
-    limit = limit if limit is not None else settings.EMAIL_SEND_BATCH
-    budget = budget_seconds if budget_seconds is not None else settings.EMAIL_SEND_BUDGET_SECONDS
-    deadline = time.monotonic() + budget
-    backend = backend or get_connection()
-    cache = RunCache()
-    report = SendReport()
-    with backend:  # one SMTP connection (or HTTP session) for the whole run
-        while report.total < limit and time.monotonic() < deadline:
-            now = clock()
-            claimed = claim_next(now, report.rate_limited_sites)
-            if claimed is None:
-                break
-            message_id, site_id, to_email = claimed
-            if not _within_rate(site_id, now, cache):
-                _finish(message_id, status=Message.Status.QUEUED, not_before=_next_window(now))
-                report.rate_limited_sites.append(site_id)
-                continue
-            report.add(deliver(message_id, to_email, backend=backend, clock=clock, cache=cache))
-    return report
+    """Claim and send queued messages until none is left, `limit` or the time budget.
+
+    `backend`: one backend shared by every sending thread (it must be thread-safe, as
+    Anymail's test backend and the dev mailbox are); by default each thread opens its
+    own `get_connection()`.
+    """
+    run = SendRun(
+        clock=clock,
+        limit=limit if limit is not None else settings.EMAIL_SEND_BATCH,
+        budget=budget_seconds if budget_seconds is not None else settings.EMAIL_SEND_BUDGET_SECONDS,
+        backend=backend,
+        concurrency=concurrency or settings.EMAIL_SEND_CONCURRENCY,
+    )
+    return run.run()
 
 
 def send_one(message_id: int, *, clock: Clock = timezone.now, backend=None) -> str:
-    """Send this message now if it is still queued (the engine's on-commit task)."""
+    """Send this message now if it is still queued (on this thread, no pool)."""
     now = clock()
     claimed = claim_one(message_id, now)
     if claimed is None:
         return SKIPPED  # already claimed by another worker, a duplicate task, or not due
     cache = RunCache()
-    if not _within_rate(claimed[1], now, cache):
-        _finish(message_id, status=Message.Status.QUEUED, not_before=_next_window(now))
+    site_id = claimed[1]
+    held = pacing.paused_sites(now).get(site_id)
+    if held is not None:
+        release([message_id], held)
         return SKIPPED
+    per_minute = cache.settings_for(site_id).sends_per_minute
+    try:
+        granted = pacing.reserve_sends(site_id, per_minute, now, 1)
+    except redis.RedisError:
+        granted = 0
+    if not granted:
+        release([message_id], pacing.next_window(now))
+        return SKIPPED
+    [message] = load_claimed([message_id]) or [None]
+    if message is None:
+        return SKIPPED
+    prepared = prepare(message, clock=clock, cache=cache)
+    if isinstance(prepared, Finish):
+        record([prepared], clock())
+        return SUPPRESSED if prepared.status == Message.Status.SUPPRESSED else FAILED
+    if prepared.choice:
+        record_choices([prepared.choice])
     backend = backend or get_connection()
     with backend:
-        return deliver(message_id, claimed[2], backend=backend, clock=clock, cache=cache)
-
-
-RESERVE_CHUNK = 20
-
-
-def _within_rate(site_id: int, now: datetime, cache: RunCache) -> bool:
-    """Spend one send of the site's minute; sends are reserved from Redis in small chunks
-    (a chunk left over when the minute ends is simply not used: never over the limit)."""
-    window = int(now.timestamp() // 60)
-    left = cache.sends_left.get((site_id, window), 0)
-    if left == 0:
-        per_minute = cache.settings_for(site_id).sends_per_minute
-        try:
-            left = reserve_sends(site_id, per_minute, now, min(RESERVE_CHUNK, per_minute))
-        except redis.RedisError:
-            log.warning("Redis unavailable for the send rate limit; holding site %s", site_id)
-            return False
-        if left == 0:
-            return False
-    cache.sends_left[(site_id, window)] = left - 1
-    return True
+        settled = settle(send(backend, prepared.job), clock())
+    if settled.throttled:
+        pacing.throttled(site_id)
+    if settled.pause_until:
+        pacing.pause_site(site_id, settled.pause_until)
+    record([settled.finish], clock())
+    return settled.outcome
 
 
 def recover_interrupted(*, now: datetime, backend=None) -> dict[str, int]:
@@ -459,30 +430,34 @@ def recover_interrupted(*, now: datetime, backend=None) -> dict[str, int]:
     backend = backend or get_connection()
     find_sent = getattr(backend, "find_sent", None)
     if find_sent is None:
-        for message_id in stuck:
-            result["failed"] += _finish(
-                message_id,
-                status=Message.Status.FAILED,
-                error=f"{INTERRUPTED} for Message-ID <reengage.{message_id}@{domain()}>; "
-                "not resent automatically",
-            )
+        moved = finish_many(
+            [
+                Finish(
+                    message_id,
+                    Message.Status.FAILED,
+                    error=f"{INTERRUPTED} for Message-ID <reengage.{message_id}@{domain()}>; "
+                    "not resent automatically",
+                )
+                for message_id in stuck
+            ]
+        )
+        result["failed"] = len(moved)
         return result
     # The backend can say what it received: settle each message by its answer.
     found = find_sent(stuck)
-    for message_id in stuck:
-        if message_id in found:
-            result["reconciled"] += _finish(
-                message_id,
-                status=Message.Status.SENT,
-                sent_at=now,
-                esp_message_id=found[message_id],
-            )
-        else:
-            result["requeued"] += _finish(
-                message_id,
-                status=Message.Status.QUEUED,
-                error="interrupted before the backend received it; re-queued",
-            )
+    finishes = [
+        Finish(message_id, Message.Status.SENT, sent_at=now, esp_id=found[message_id])
+        if message_id in found
+        else Finish(
+            message_id,
+            Message.Status.QUEUED,
+            error="interrupted before the backend received it; re-queued",
+        )
+        for message_id in stuck
+    ]
+    moved = finish_many(finishes)
+    result["reconciled"] = sum(1 for m in moved if m in found)
+    result["requeued"] = len(moved) - result["reconciled"]
     return result
 
 
@@ -500,7 +475,8 @@ def send_test(template, to_email: str, data: EmailData, *, backend=None) -> None
         body=rendered.text,
         from_email=from_email,
         to=[to_email],
-        metadata={"test": "1"},
+        # Not for an ESP that takes no metadata (Postal, MailerSend): Anymail would refuse it.
+        metadata={"test": "1"} if settings.EMAIL_SEND_METADATA else None,
         connection=backend or get_connection(),
     )
     email.attach_alternative(rendered.html, "text/html")

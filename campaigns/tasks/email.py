@@ -10,8 +10,13 @@ from campaigns.email import sending
 
 @shared_task(ignore_result=True)
 def send_queued_email() -> dict:
-    """Periodic: drain the outbox within the run's time budget."""
-    return sending.send_queued().counts
+    """Send while there is work; when the run's budget ends with work left, queue the
+    next run at once instead of waiting for beat (which starts one every interval too,
+    so an idle outbox is still looked at, and a lost task costs one interval)."""
+    report = sending.send_queued()
+    if report.more_work:
+        send_queued_email.delay()
+    return report.counts
 
 
 @shared_task(ignore_result=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
 import requests
+import urllib3
 from anymail.exceptions import AnymailAPIError
 from django.core import mail
 from django.core.mail import get_connection
@@ -318,17 +320,47 @@ def test_a_message_inserted_with_only_the_engines_columns_can_be_sent():
     assert send_all().counts == {"sent": 1}
 
 
-def test_sending_takes_three_queries_per_email(django_assert_num_queries):
+@override_settings(EMAIL_SEND_CONCURRENCY=50)
+def test_forty_emails_are_claimed_loaded_checked_and_finished_in_batches():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     campaign, step, _ = make_campaign()
-    queue_messages(campaign, step, 5)
+    queue_messages(campaign, step, 40)
     backend = get_connection(ANYMAIL_TEST)
 
-    # Per run: email settings, step variants, step promo, and the last (empty) claim.
-    # Per email: the claim, one load (message, relations, suppression), the finish.
-    with django_assert_num_queries(3 + 1 + 3 * 5):
+    with CaptureQueriesContext(connection) as queries:
         report = sending.send_queued(clock=clock, backend=backend)
 
-    assert report.counts == {"sent": 5}
+    assert report.counts == {"sent": 40}
+    kinds = Counter(query_kind(q["sql"]) for q in queries.captured_queries)
+    # Per run: email settings, step variants, step promo. For all 40 emails: one claim,
+    # one load (messages and relations), one suppression + opt-out lookup; then the
+    # claim that finds the queue empty; the finishes as the ESP's answers come in
+    # (every 50 ms at most, or when half the slots are waiting): a few, not 40.
+    assert kinds["claim"] == 2
+    assert kinds["load"] == 1
+    assert kinds["suppressions"] == 1
+    assert kinds["lookups"] == 3
+    assert 1 <= kinds["finish"] <= 5
+    assert sum(kinds.values()) <= 12  # three per email (120) before batching
+
+
+def query_kind(sql: str) -> str:
+    if "SET status = 'sending'" in sql:
+        return "claim"
+    if "unnest(" in sql:
+        return "finish"
+    if "campaigns_suppression" in sql:
+        return "suppressions"
+    if 'FROM "campaigns_message"' in sql:
+        return "load"
+    if any(
+        t in sql
+        for t in ("campaigns_emailsettings", "campaigns_stepvariant", "campaigns_steppromo")
+    ):
+        return "lookups"
+    return sql[:60]
 
 
 @pytest.mark.parametrize(
@@ -336,6 +368,13 @@ def test_sending_takes_three_queries_per_email(django_assert_num_queries):
     [
         (requests.ConnectionError("connection refused"), "queued", "attempt 1:"),
         (requests.ReadTimeout("read timed out"), "failed", "outcome unknown"),
+        (
+            requests.ConnectionError(
+                urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104))
+            ),
+            "failed",
+            "outcome unknown",
+        ),
     ],
 )
 def test_a_network_error_is_retried_only_when_the_esp_surely_did_not_take_the_email(
@@ -356,3 +395,21 @@ def test_a_network_error_is_retried_only_when_the_esp_surely_did_not_take_the_em
     message.refresh_from_db()
     assert message.status == status
     assert message.error.startswith(error_starts)
+
+
+def test_without_redis_nothing_goes_out_uncounted_and_the_emails_wait_seconds_not_a_minute(
+    settings,
+):
+    campaign, step, _ = make_campaign()
+    queue_messages(campaign, step, 3)
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: the limit is unknown
+
+    report = sending.send_queued(
+        clock=clock, backend=get_connection(ANYMAIL_TEST), budget_seconds=1
+    )
+
+    assert report.total == 0 and mail.outbox == []
+    held = list(Message.objects.all())
+    assert {(m.status, m.not_before, m.attempts) for m in held} == {
+        ("queued", T0 + timedelta(seconds=5), 0)
+    }

@@ -1,0 +1,142 @@
+"""The threads that hand emails to the ESP, many at once.
+
+Why threads: the Anymail backends are blocking `requests` clients (SMTP is blocking
+too), and a send is ~all waiting on the ESP's answer (50–300 ms) while the GIL is
+released. A pool of threads keeps many requests in flight with the real backends,
+unchanged; an async client would mean re-implementing every ESP's API, and a gevent or
+eventlet Celery pool would monkeypatch the whole worker (PostgreSQL driver included).
+The CPU work — claiming, loading, the suppression re-check, rendering, finishing — stays
+on the sending loop's own thread (campaigns/email/sending.py), where it runs in
+batches; a thread here only calls `backend.send_messages([email])` and reports.
+
+Each thread opens its own backend (its own `requests.Session` or SMTP connection, kept
+open for the thread's life so connections are reused) unless the caller hands one
+shared backend in (the test backends, which keep no connection). A backend that writes
+to the database (the development mailbox) uses the sending loop's own Django
+connection, shared: its writes then see what the loop sees — inside a test's
+transaction too — and are serialized with the loop's queries (psycopg2 connections are
+thread-safe), which is fine for a development backend; the ESP backends never touch
+the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.mail import get_connection
+from django.db import connections
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    message_id: int
+    site_id: int
+    attempts: int
+    email: Any  # an AnymailMessage, sent by one thread
+
+
+@dataclass
+class Result:
+    job: Job
+    esp_id: str | None = None
+    error: BaseException | None = None
+
+
+class SenderPool:
+    """Up to `size` threads, started as work needs them, each sending one email at a time."""
+
+    def __init__(
+        self, size: int, backend=None, factory: Callable[[], Any] = get_connection, db=None
+    ):
+        self.size = size
+        self.db = db  # the loop's database connection, lent to the threads
+        self.shared_backend = backend
+        self.factory = factory
+        # The first thread's backend, made here: a misconfigured backend fails the run
+        # before anything is claimed, not in a thread.
+        self.spare = factory() if backend is None else None
+        self.lock = threading.Lock()
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.busy = 0  # jobs submitted and not yet reported
+
+    def submit(self, job: Job) -> None:
+        self.busy += 1
+        if len(self.threads) < min(self.busy, self.size):
+            thread = threading.Thread(
+                target=self._run, name=f"email-sender-{len(self.threads)}", daemon=True
+            )
+            self.threads.append(thread)
+            thread.start()
+        self.jobs.put(job)
+
+    def take(self, timeout: float | None) -> list[Result]:
+        """Results reported so far; waits up to `timeout` for the first when there is none."""
+        results = []
+        try:
+            if timeout is None or timeout > 0:
+                results.append(self.results.get(timeout=timeout))
+            while True:
+                results.append(self.results.get_nowait())
+        except queue.Empty:
+            pass
+        self.busy -= len(results)
+        return results
+
+    def close(self, timeout: float = 60) -> None:
+        for _ in self.threads:
+            self.jobs.put(None)
+        for thread in self.threads:
+            thread.join(timeout)
+        self.threads = []
+
+    def _run(self) -> None:
+        if self.db is not None:
+            connections[self.db.alias] = self.db
+        backend = self.shared_backend
+        own = backend is None
+        try:
+            if own:
+                with self.lock:
+                    backend, self.spare = self.spare, None
+                backend = backend or self.factory()
+                backend.open()  # one session (keep-alive) for every email of this thread
+        except Exception as exc:  # every job this thread takes reports the failure
+            log.exception("opening an email backend failed")
+            backend, broken = None, exc
+        else:
+            broken = None
+        try:
+            while (job := self.jobs.get()) is not None:
+                self.results.put(Result(job, error=broken) if broken else send(backend, job))
+        finally:
+            if own and backend is not None:
+                try:
+                    backend.close()
+                except Exception:
+                    log.warning("closing an email backend failed", exc_info=True)
+            if self.db is not None:
+                del connections[self.db.alias]  # lent, not ours to close
+            connections.close_all()  # this thread's own, of any other database
+
+
+def send(backend, job: Job) -> Result:
+    """Hand one email to the backend; the ESP's id, or the exception, for the loop."""
+    email = job.email
+    try:
+        backend.send_messages([email])
+    except BaseException as exc:  # classified by the loop, never lost
+        return Result(job, error=exc)
+    status = getattr(email, "anymail_status", None)
+    esp_id = getattr(status, "message_id", None)
+    if esp_id is None:  # plain Django backends (SMTP) report none: our Message-ID it is
+        esp_id = email.extra_headers["Message-ID"]
+    return Result(job, esp_id=str(esp_id)[:200])
