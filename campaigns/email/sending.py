@@ -49,6 +49,7 @@ from email.utils import formataddr
 
 import redis
 from anymail.message import AnymailMessage
+from anymail.utils import UNSET
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -476,7 +477,7 @@ def send_test(template, to_email: str, data: EmailData, *, backend=None) -> None
         from_email=from_email,
         to=[to_email],
         # Not for an ESP that takes no metadata (Postal, MailerSend): Anymail would refuse it.
-        metadata={"test": "1"} if settings.EMAIL_SEND_METADATA else None,
+        metadata={"test": "1"} if settings.EMAIL_SEND_METADATA else UNSET,
         connection=backend or get_connection(),
     )
     email.attach_alternative(rendered.html, "text/html")
