@@ -345,16 +345,20 @@ class DestinationAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked the API tokens of {queryset.count()} destination(s).")
 
 
-@admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ["webhook_id", "destination", "status", "attempts", "batch_size",
-                    "next_attempt_at", "last_status_code", "last_error", "delivered_at"]  # fmt: skip
+class OutboxAdmin(admin.ModelAdmin):
+    """A read-only outbox of batches (webhook deliveries, ad-platform batches) whose dead
+    rows can be retried: subclasses name the function that retries and what a row is."""
+
     list_filter = ["status", "destination"]
     list_select_related = ["destination"]
-    search_fields = ["webhook_id"]
     actions = ["retry"]
     show_full_result_count = False
     paginator = LargeTablePaginator
+    row_words = "rows"
+
+    @staticmethod
+    def retry_dead(ids: list[int], *, now) -> int:
+        raise NotImplementedError
 
     @admin.display(description="changes")
     def batch_size(self, obj) -> int:
@@ -367,12 +371,21 @@ class DeliveryAdmin(admin.ModelAdmin):
         return False
 
     def has_retry_permission(self, request) -> bool:
-        return request.user.has_perm("campaigns.change_delivery")
+        return request.user.has_perm(f"campaigns.change_{self.model._meta.model_name}")
 
-    @admin.action(description="Retry the selected dead deliveries now", permissions=["retry"])
+    @admin.action(description="Retry the selected dead ones now", permissions=["retry"])
     def retry(self, request, queryset) -> None:
-        count = delivery.retry_dead(list(queryset.values_list("id", flat=True)), now=tz_now())
-        self.message_user(request, f"{count} dead deliveries will be retried.")
+        count = self.retry_dead(list(queryset.values_list("id", flat=True)), now=tz_now())
+        self.message_user(request, f"{count} dead {self.row_words} will be retried.")
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(OutboxAdmin):
+    list_display = ["webhook_id", "destination", "status", "attempts", "batch_size",
+                    "next_attempt_at", "last_status_code", "last_error", "delivered_at"]  # fmt: skip
+    search_fields = ["webhook_id"]
+    retry_dead = staticmethod(delivery.retry_dead)
+    row_words = "deliveries"
 
 
 # --- ad-platform destinations (campaigns.audiences.platforms) ---------------------------
@@ -533,34 +546,12 @@ class PlatformDestinationAdmin(admin.ModelAdmin):
 
 
 @admin.register(PlatformBatch)
-class PlatformBatchAdmin(admin.ModelAdmin):
-    list_display = ["id", "destination", "status", "action", "changes", "attempts",
+class PlatformBatchAdmin(OutboxAdmin):
+    list_display = ["id", "destination", "status", "action", "batch_size", "attempts",
                     "next_attempt_at", "last_status_code", "last_error", "sent", "skipped",
                     "delivered_at"]  # fmt: skip
-    list_filter = ["status", "destination"]
-    list_select_related = ["destination"]
-    actions = ["retry"]
-    show_full_result_count = False
-    paginator = LargeTablePaginator
-
-    @admin.display(description="changes")
-    def changes(self, obj) -> int:
-        return len(obj.change_ids)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_retry_permission(self, request) -> bool:
-        return request.user.has_perm("campaigns.change_platformbatch")
-
-    @admin.action(description="Retry the selected dead batches now", permissions=["retry"])
-    def retry(self, request, queryset) -> None:
-        ids = list(queryset.values_list("id", flat=True))
-        count = platform_outbox.retry_dead(ids, now=tz_now())
-        self.message_user(request, f"{count} dead batches will be retried.")
+    retry_dead = staticmethod(platform_outbox.retry_dead)
+    row_words = "batches"
 
 
 @admin.register(PlatformInboxEntry)

@@ -173,10 +173,14 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Post
     return outbound.post(url, body, headers, timeout)
 
 
+def exponential_backoff(base_seconds: int, attempts: int) -> timedelta:
+    """`base_seconds` after the first attempt, doubling after each, at most 6 hours."""
+    return timedelta(seconds=min(base_seconds * 2 ** max(attempts - 1, 0), 6 * 3600))
+
+
 def backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, 4 min, … capped at 6 hours (AUDIENCE_WEBHOOK_BACKOFF_SECONDS)."""
-    seconds = settings.AUDIENCE_WEBHOOK_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0)
-    return timedelta(seconds=min(seconds, 6 * 3600))
+    return exponential_backoff(settings.AUDIENCE_WEBHOOK_BACKOFF_SECONDS, attempts)
 
 
 def send_delivery(delivery_id: int, *, now: datetime) -> str:

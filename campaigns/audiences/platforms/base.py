@@ -2,7 +2,7 @@
 
 A platform module (meta, google, ga4) turns a batch's resolved changes (`Item`s)
 into the HTTP requests its API documents (`Request`s), reads the API's answer
-(`Outcome`), and says which identifiers it matches on. `outbox` does the rest:
+(`PlatformAnswer`), and says which identifiers it matches on. `outbox` does the rest:
 batching, claiming, retries, the dev inbox, remembering what each member was sent.
 """
 
@@ -58,7 +58,7 @@ class Request:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class PlatformAnswer:
     ok: bool
     status: int | None
     retryable: bool
@@ -86,7 +86,7 @@ class Platform(Protocol):
 
     def outcome(
         self, status: int | None, headers: dict[str, str], body: bytes, now: datetime
-    ) -> Outcome: ...
+    ) -> PlatformAnswer: ...
 
     def test_request(self, destination: PlatformDestination, now: datetime) -> Request: ...
 

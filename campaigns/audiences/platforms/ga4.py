@@ -21,7 +21,7 @@ from django.conf import settings
 from campaigns.audiences.platforms.base import (
     Ids,
     Item,
-    Outcome,
+    PlatformAnswer,
     Request,
     compact,
     error_text,
@@ -79,7 +79,7 @@ class GA4Events:
         request.headers = {"Content-Type": "application/json"}
         request.body = compact(request.payload)
 
-    def outcome(self, status, headers, body, now) -> Outcome:
+    def outcome(self, status, headers, body, now) -> PlatformAnswer:
         if status is not None and 200 <= status < 300:
             # The validation server lists what GA4 would drop; /mp/collect says nothing.
             try:
@@ -87,10 +87,10 @@ class GA4Events:
             except (ValueError, AttributeError, UnicodeDecodeError):
                 messages = None
             if messages:
-                return Outcome(False, status, False, json.dumps(messages)[:900])
-            return Outcome(True, status, False)
+                return PlatformAnswer(False, status, False, json.dumps(messages)[:900])
+            return PlatformAnswer(True, status, False)
         retryable = status is None or status == 429 or status >= 500
-        return Outcome(False, status, retryable, error_text(body) or f"HTTP {status}",
+        return PlatformAnswer(False, status, retryable, error_text(body) or f"HTTP {status}",
                        retry_after_seconds(headers, now))  # fmt: skip
 
     def test_request(self, destination, now) -> Request:

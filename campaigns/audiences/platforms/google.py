@@ -32,7 +32,7 @@ from django.conf import settings
 from campaigns.audiences.platforms import http
 from campaigns.audiences.platforms.base import (
     Ids,
-    Outcome,
+    PlatformAnswer,
     Request,
     compact,
     error_text,
@@ -131,12 +131,12 @@ def forget_token(credential: str) -> None:
         _tokens.pop(hashlib.sha256(credential.encode()).hexdigest(), None)
 
 
-def google_outcome(status, headers, body, now) -> Outcome:
+def google_outcome(status, headers, body, now) -> PlatformAnswer:
     if status is not None and 200 <= status < 300:
-        return Outcome(True, status, False)
+        return PlatformAnswer(True, status, False)
     # 401: a minted token may have been revoked early; the next attempt mints anew.
     retryable = status is None or status in (401, 408, 429) or status >= 500
-    return Outcome(False, status, retryable, error_text(body) or f"HTTP {status}",
+    return PlatformAnswer(False, status, retryable, error_text(body) or f"HTTP {status}",
                    retry_after_seconds(headers, now))  # fmt: skip
 
 
@@ -205,7 +205,7 @@ class GoogleCustomerMatch:
         }
         request.body = compact(request.payload)
 
-    def outcome(self, status, headers, body, now) -> Outcome:
+    def outcome(self, status, headers, body, now) -> PlatformAnswer:
         return google_outcome(status, headers, body, now)
 
     def test_request(self, destination, now) -> Request:

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from campaigns.audiences.platforms.base import Ids, Item, Outcome, Request, error_text
+from campaigns.audiences.platforms.base import Ids, Item, PlatformAnswer, Request, error_text
 from campaigns.audiences.platforms.base import retry_after_seconds as _retry_after
 from campaigns.models import PlatformBatch, PlatformDestination
 
@@ -55,9 +55,9 @@ def form(fields: dict[str, object], token: str) -> bytes:
 
 def meta_outcome(
     status: int | None, headers: dict[str, str], body: bytes, now: datetime
-) -> Outcome:
+) -> PlatformAnswer:
     if status is not None and 200 <= status < 300:
-        return Outcome(True, status, False)
+        return PlatformAnswer(True, status, False)
     message = error_text(body)
     retryable = status is None or status == 429 or status >= 500
     try:
@@ -69,7 +69,7 @@ def meta_outcome(
     ):
         retryable = True
     retry_after = _retry_after(headers, now)
-    return Outcome(False, status, retryable, message or f"HTTP {status}", retry_after)
+    return PlatformAnswer(False, status, retryable, message or f"HTTP {status}", retry_after)
 
 
 def site_url(destination: PlatformDestination) -> str:
@@ -130,7 +130,7 @@ class MetaConversions:
         request.headers = {"Content-Type": "application/x-www-form-urlencoded"}
         request.body = form(request.payload, destination.credential)
 
-    def outcome(self, status, headers, body, now) -> Outcome:
+    def outcome(self, status, headers, body, now) -> PlatformAnswer:
         return meta_outcome(status, headers, body, now)
 
     def test_request(self, destination, now) -> Request:
@@ -185,7 +185,7 @@ class MetaCustomAudience:
         request.headers = {"Content-Type": "application/x-www-form-urlencoded"}
         request.body = form(request.payload, destination.credential)
 
-    def outcome(self, status, headers, body, now) -> Outcome:
+    def outcome(self, status, headers, body, now) -> PlatformAnswer:
         return meta_outcome(status, headers, body, now)
 
     def test_request(self, destination, now) -> Request:

@@ -37,8 +37,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 
+from campaigns.audiences.delivery import exponential_backoff
 from campaigns.audiences.platforms import PLATFORMS, http
-from campaigns.audiences.platforms.base import Ids, Item, Outcome, Request
+from campaigns.audiences.platforms.base import Ids, Item, PlatformAnswer, Request
 from campaigns.models import (
     AudienceChange,
     PlatformBatch,
@@ -283,8 +284,7 @@ def resolve(batch: PlatformBatch, destination: PlatformDestination, now: datetim
 
 def backoff(attempts: int) -> timedelta:
     """AD_PLATFORM_BACKOFF_SECONDS, doubling per attempt, at most 6 hours."""
-    seconds = settings.AD_PLATFORM_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0)
-    return timedelta(seconds=min(seconds, 6 * 3600))
+    return exponential_backoff(settings.AD_PLATFORM_BACKOFF_SECONDS, attempts)
 
 
 def send_batch(batch_id: int, *, now: datetime) -> str:
@@ -325,13 +325,13 @@ def send_batch(batch_id: int, *, now: datetime) -> str:
         return _delivered(batch, destination, resolved, now)
 
 
-def _send(platform, destination, request: Request, now: datetime) -> Outcome:
+def _send(platform, destination, request: Request, now: datetime) -> PlatformAnswer:
     from campaigns.audiences.platforms.google import CredentialError
 
     try:
         platform.encode(destination, request, now)
     except (CredentialError, ValueError) as exc:
-        return Outcome(False, None, True, f"credentials: {exc}"[:900])
+        return PlatformAnswer(False, None, True, f"credentials: {exc}"[:900])
     status, headers, body = http.send(
         request.method, request.send_url or request.url, headers=request.headers,
         body=request.body or None, timeout=settings.AD_PLATFORM_TIMEOUT_SECONDS,
@@ -359,7 +359,7 @@ def _delivered(batch, destination, resolved: Resolved, now: datetime) -> str:
     return PlatformBatch.Status.DELIVERED
 
 
-def _failed(batch, destination, outcome: Outcome, now: datetime) -> str:
+def _failed(batch, destination, outcome: PlatformAnswer, now: datetime) -> str:
     attempts = batch.attempts + 1
     error = f"HTTP {outcome.status}: {outcome.error}" if outcome.status else outcome.error
     fields = {"attempts": attempts, "last_attempt_at": now,
@@ -388,7 +388,7 @@ def retry_dead(batch_ids: list[int], *, now: datetime) -> int:
     )  # fmt: skip
 
 
-def send_test(destination: PlatformDestination, *, now: datetime) -> Outcome:
+def send_test(destination: PlatformDestination, *, now: datetime) -> PlatformAnswer:
     """One harmless request now (the admin's "send test"): a test event, a read of
     the audience, or a validate-only upload; recorded in the dev inbox when the
     destination has no credentials."""
@@ -398,7 +398,7 @@ def send_test(destination: PlatformDestination, *, now: datetime) -> Outcome:
         PlatformInboxEntry.objects.create(destination=destination, method=request.method,
                                           endpoint=request.url, payload=request.payload,
                                           items=request.items, created_at=now)  # fmt: skip
-        return Outcome(True, None, False, "recorded in the dev ad-platform inbox")
+        return PlatformAnswer(True, None, False, "recorded in the dev ad-platform inbox")
     outcome = _send(platform, destination, request, now)
     if outcome.ok:
         PlatformDestination.objects.filter(pk=destination.pk).update(last_success_at=now)
