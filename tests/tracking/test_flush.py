@@ -16,12 +16,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def stream(redis_client):
-    flush.ensure_group(redis_client)
-    return redis_client
-
-
-@pytest.fixture
 def site():
     return make_site()
 

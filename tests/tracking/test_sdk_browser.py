@@ -12,7 +12,6 @@ makes is recorded: none may leave the machine.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import time
@@ -25,6 +24,7 @@ from django.conf import settings
 from tests.browser import SiteServer, artifacts_on_failure, launch_chromium, page_html
 from tests.factories import make_site
 from tests.sdk_packages import node_modules
+from tests.tracking.conftest import copied_setup
 from tracking import buffer
 from tracking.flush import flush_until_empty
 from tracking.keys import clear_key_cache
@@ -67,22 +67,6 @@ def site(redis_client, live_server, settings):
     settings.PUBLIC_URL = live_server.url
     # Only the customer's host: the SDK's calls come from there, with its Origin.
     return make_site(domains=["127.0.0.1"])
-
-
-@pytest.fixture
-def lost_acknowledgement():
-    """The next request whose events were buffered is answered 503 (tracking.buffer)."""
-    buffer.LOST_ACKNOWLEDGEMENTS.count = 1
-    yield buffer.LOST_ACKNOWLEDGEMENTS
-    buffer.LOST_ACKNOWLEDGEMENTS.count = 0
-
-
-def copied_setup(admin_client, site, key: str) -> str:
-    """The SDK's setup as the install page's Copy button takes it."""
-    page = admin_client.get(f"/admin/tracking/site/{site.id}/install/").text
-    match = re.search(rf'<pre id="copy-sdk-{key}"><code>(.*?)</code></pre>', page, re.S)
-    assert match, f"no {key} setup on the install page"
-    return html.unescape(match.group(1))
 
 
 def user_hash(site, email: str) -> str:

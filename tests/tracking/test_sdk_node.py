@@ -7,9 +7,7 @@ live_server, with the pinned packages from tests/sdk/ on NODE_PATH.
 
 from __future__ import annotations
 
-import html
 import os
-import re
 import shutil
 import subprocess
 
@@ -19,6 +17,7 @@ from django.conf import settings
 
 from tests.factories import make_site
 from tests.sdk_packages import node_modules
+from tests.tracking.conftest import copied_setup
 from tracking import buffer
 from tracking.flush import flush_until_empty
 from tracking.install import EXAMPLE_EMAIL, SECRET_KEY_VARIABLE
@@ -44,20 +43,6 @@ def site(redis_client, live_server, settings):
     clear_key_cache()
     settings.PUBLIC_URL = live_server.url
     return make_site(domains=["shop.example.com"])
-
-
-@pytest.fixture
-def lost_acknowledgement():
-    buffer.LOST_ACKNOWLEDGEMENTS.count = 1
-    yield buffer.LOST_ACKNOWLEDGEMENTS
-    buffer.LOST_ACKNOWLEDGEMENTS.count = 0
-
-
-def copied_setup(admin_client, site, key: str) -> str:
-    page = admin_client.get(f"/admin/tracking/site/{site.id}/install/").text
-    match = re.search(rf'<pre id="copy-sdk-{key}"><code>(.*?)</code></pre>', page, re.S)
-    assert match, f"no {key} setup on the install page"
-    return html.unescape(match.group(1))
 
 
 def run_node(code: str, directory, packages, key: str) -> str:
