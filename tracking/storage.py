@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
+from psycopg2 import sql
 
 from tracking import ad_ids, trust
 from tracking.signals import events_stored, profiles_merged
@@ -399,12 +400,12 @@ def store_rows(chunks: list[bytes], received: int, *, now: datetime) -> StoreRes
         legacy = LEGACY_CHECK if cursor.fetchone()[0] else ""
         try:
             with transaction.atomic():  # a savepoint, rolled back if there are duplicates
-                cursor.execute(DEDUPE_FAST.replace("{legacy}", legacy), times)
+                cursor.execute(sql.SQL(DEDUPE_FAST).format(legacy=sql.SQL(legacy)), times)
                 if cursor.fetchone()[0] < staged:
                     raise _Duplicates
             stored = staged
         except _Duplicates:
-            cursor.execute(DEDUPE.replace("{legacy}", legacy), times)
+            cursor.execute(sql.SQL(DEDUPE).format(legacy=sql.SQL(legacy)), times)
             stored = cursor.rowcount  # the fresh rows: the first of each new key
             cursor.execute(DROP_DUPLICATES)
         changes = 0

@@ -18,22 +18,24 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import connection
+from psycopg2 import sql
 
 from tracking import trust
 
 # Revenue: the first numeric of revenue / total / value, as the Segment spec
 # allows; anything non-numeric counts as no revenue instead of failing the flush.
+# (A psycopg2.sql template: literal braces are doubled.)
 ATTRIBUTE = """
 INSERT INTO campaigns_attribution
     (site_id, message_id, event_id, ordered_at, revenue, currency, created_at)
 SELECT DISTINCT ON (s.id)
     s.site_id, m.id, s.id, s.timestamp,
     CASE WHEN s.trust = %(secret_key_trust)s OR site.browser_order_revenue THEN
-    (SELECT round((v #>> '{}')::numeric, 2)
+    (SELECT round((v #>> '{{}}')::numeric, 2)
        FROM (VALUES (s.properties -> 'revenue'), (s.properties -> 'total'),
                     (s.properties -> 'value')) AS candidates(v)
       WHERE jsonb_typeof(v) = 'number'
-         OR (jsonb_typeof(v) = 'string' AND (v #>> '{}') ~ '^-?[0-9]{1,12}(\\.[0-9]+)?$')
+         OR (jsonb_typeof(v) = 'string' AND (v #>> '{{}}') ~ '^-?[0-9]{{1,12}}(\\.[0-9]+)?$')
       LIMIT 1)
     END,
     left(upper(coalesce(s.properties ->> 'currency', '')), 3),
@@ -59,7 +61,8 @@ ON CONFLICT (event_id) DO NOTHING
 def attribute_orders(table: str, *, now: datetime) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
-            ATTRIBUTE.replace("{table}", table), {"now": now, "secret_key_trust": trust.SECRET}
+            sql.SQL(ATTRIBUTE).format(table=sql.Identifier(table)),
+            {"now": now, "secret_key_trust": trust.SECRET},
         )
         return cursor.rowcount
 

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
+from psycopg2 import sql
 
 from campaigns.audiences.delivery import exponential_backoff
 from campaigns.audiences.platforms import PLATFORMS, http
@@ -241,7 +242,8 @@ def resolve(batch: PlatformBatch, destination: PlatformDestination, now: datetim
         profiles = [row[7] for row in fresh if row[7]]
         if profiles and platform.browser_preference:
             cursor.execute(
-                BROWSERS.format(preference=platform.browser_preference), {"profiles": profiles}
+                sql.SQL(BROWSERS).format(preference=sql.SQL(platform.browser_preference)),
+                {"profiles": profiles},
             )
             browsers = {row[0]: row[1:] for row in cursor.fetchall()}
         remember: list[tuple[int, int, Ids]] = []
