@@ -1,25 +1,46 @@
-"""Money as every screen and email writes it: "€39.00", "$1,234.50", "CHF 39.00".
+"""Money as every screen and email writes it, in the site's locale: "€39.00" and
+"CHF 39.00" in English, "39,00 €" in German, "39,00 CHF" in French.
 
 One formatter for the email's HTML and text parts, its products block, and the
 report's revenue, so nothing says "39.00 EUR" in one place and "(EUR 39)" in
-another.
+another. The locale's pattern (where the symbol goes, the separators) comes from
+CLDR through Babel; `Site.locale` chooses it (default "en").
 """
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
-# Symbols written before the amount; other ISO codes as the code and a space.
-CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "INR": "₹"}
+from babel import Locale, UnknownLocaleError
+from babel.numbers import format_currency, format_decimal
+
+DEFAULT_LOCALE = "en"
+# CLDR writes an ISO code flush against the digits in English ("CHF39.00"): a space
+# between them, as the locales that put the code after the amount do.
+_CODE_THEN_DIGIT = re.compile(r"([A-Z]{3})(?=[\d-])")
 
 
-def format_money(amount: Decimal | None, currency: str = "") -> str:
-    """Write `amount` as €1,234.50, CHF 39.00, or 39.00 without a currency ("" if None)."""
+def valid_locale(name: str) -> bool:
+    """Whether Babel knows this locale ("en", "en_GB", "de_DE", "fr-CH", …)."""
+    try:
+        Locale.parse(name.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return False
+    return True
+
+
+def format_money(amount: Decimal | None, currency: str = "", locale: str = "") -> str:
+    """Write `amount` in `locale`'s way with its currency, or as a plain number with two
+    decimals without one ("" if None). An unknown locale writes English."""
     if amount is None:
         return ""
-    number = f"{amount:,.2f}"
+    name = (locale or DEFAULT_LOCALE).replace("-", "_")
+    if not valid_locale(name):
+        name = DEFAULT_LOCALE
     code = currency.strip().upper()
     if not code:
-        return number
-    symbol = CURRENCY_SYMBOLS.get(code)
-    return f"{symbol}{number}" if symbol else f"{code} {number}"
+        return format_decimal(amount, format="#,##0.00", locale=name)
+    written = format_currency(amount, code, locale=name)
+    written = written.replace("\xa0", " ").replace("\u202f", " ")
+    return _CODE_THEN_DIGIT.sub(r"\1 ", written)

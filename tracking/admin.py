@@ -28,7 +28,10 @@ class SiteAdmin(admin.ModelAdmin):
     actions = ["rotate_secret_key"]
     change_form_template = "admin/tracking/site/change_form.html"
     fieldsets = [
-        (None, {"fields": ["name", "domains", "timezone", "postal_address", "cart_path"]}),
+        (
+            None,
+            {"fields": ["name", "domains", "timezone", "locale", "postal_address", "cart_path"]},
+        ),
         ("Privacy", {"fields": ["consent_mode", "anonymize_ip", "retention_days", "cookie_days"]}),
         (
             "Ingest",

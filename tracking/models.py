@@ -52,6 +52,15 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"{value!r} is not a time zone name like Europe/Berlin") from None
 
 
+def validate_locale(value: str) -> None:
+    from django.core.exceptions import ValidationError
+
+    from reengage.money import valid_locale
+
+    if value and not valid_locale(value):
+        raise ValidationError(f"{value!r} is not a locale we know, e.g. en, en_GB, de_DE, fr_FR")
+
+
 class Site(models.Model):
     class ConsentMode(models.TextChoices):
         NONE = "none", "No consent needed (track everyone, honour GPC)"
@@ -119,6 +128,14 @@ class Site(models.Model):
         help_text="Count the revenue of Order Completed events sent from the browser (the "
         "public write key). Off: only orders your server sends with the secret key carry "
         "revenue; browser orders still count as conversions.",
+    )
+    locale = models.CharField(
+        max_length=20,
+        default="en",
+        blank=True,
+        validators=[validate_locale],
+        help_text="How emails write money and numbers for this shop's customers, e.g. en, "
+        "en_GB, de_DE, fr_FR (€39.00, 39,00 €). Blank: en.",
     )
     cart_path = models.CharField(
         max_length=200,

@@ -60,7 +60,7 @@ def preview_data(template: EmailTemplate, profile: Profile | None) -> EmailData:
         message_id=0, site_id=site.pk, site_name=site.name, postal_address=site.postal_address,
         to_email="ada@example.com", traits={"first_name": "Ada", "last_name": "Lovelace"},
         trigger=SAMPLE_TRIGGER, promo_code="SAMPLE10", template_id=template.pk,
-        cart_path=site.cart_path,
+        cart_path=site.cart_path, locale=site.locale,
     )  # fmt: skip
     if profile is not None:
         enrollment = Enrollment.objects.filter(profile=profile).order_by("-enrolled_at").first()

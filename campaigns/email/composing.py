@@ -118,6 +118,7 @@ def email_data(message: Message, email_settings: EmailSettings, template_id: int
         utm_source=email_settings.utm_source,
         utm_medium=email_settings.utm_medium,
         cart_path=site.cart_path,
+        locale=site.locale,
     )
 
 

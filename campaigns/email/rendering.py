@@ -120,7 +120,7 @@ def _plain(value: Any, depth: int = 0) -> Any:
     return str(value)
 
 
-def products_from(trigger: dict) -> list[dict]:
+def products_from(trigger: dict, locale: str = "") -> list[dict]:
     if not isinstance(trigger, dict):
         return []
     currency = _currency(trigger)
@@ -140,7 +140,7 @@ def products_from(trigger: dict) -> list[dict]:
             {
                 "name": str(item.get("name") or "")[:200],
                 "price": _money(item.get("price")),
-                "price_display": format_money(_money(item.get("price")), currency),
+                "price_display": format_money(_money(item.get("price")), currency, locale),
                 "quantity": (
                     quantity if isinstance(quantity, int) and 0 < quantity <= MAX_QUANTITY else 1
                 ),
@@ -179,6 +179,7 @@ class EmailData:
     utm_medium: str = "email"
     # The site's cart page ("/cart/"): cart_url when the event carries none.
     cart_path: str = ""
+    locale: str = ""  # the site's: how money is written
 
 
 _PRODUCT_IMAGE = '<td width="96" style="padding:8px 12px 8px 0;vertical-align:top">{}</td>'
@@ -240,7 +241,7 @@ def cart_url_for(trigger: dict, cart_path: str = "") -> str:
 def template_context(data: EmailData, links: EmailLinks) -> dict:
     traits = _plain(data.traits) if isinstance(data.traits, dict) else {}
     trigger = data.trigger if isinstance(data.trigger, dict) else {}
-    products = products_from(trigger)
+    products = products_from(trigger, data.locale)
     first_name = traits.get("first_name") or traits.get("firstName") or ""
     currency = _currency(trigger)
     value = _money(trigger.get("value") if "value" in trigger else trigger.get("total"))
@@ -254,7 +255,7 @@ def template_context(data: EmailData, links: EmailLinks) -> dict:
         "value": value,
         "currency": currency,
         # "€89.50": the value as the products block writes prices.
-        "value_display": format_money(value, currency),
+        "value_display": format_money(value, currency, data.locale),
         "cart_url": cart_url_for(trigger, data.cart_path),
         "promo_code": data.promo_code,
         "site_name": data.site_name,

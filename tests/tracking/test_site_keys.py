@@ -216,7 +216,7 @@ def test_the_migration_encrypts_existing_plaintext_keys_and_reverses():
         executor.migrate(after)
         # Only the columns that exist at `after` (later migrations add others).
         site = Site.objects.defer(
-            "browser_order_revenue", "require_identity_proof", "cart_path"
+            "browser_order_revenue", "require_identity_proof", "cart_path", "locale"
         ).get(id=site_id)
         assert "sk_plain" not in raw_site_row(site)
         assert site.secret_keys() == ["sk_plain_old", "sk_plain_prev"]
