@@ -10,12 +10,12 @@ import time
 import pytest
 from django.core.exceptions import ValidationError
 
-from campaigns.email.rendering import EmailData, render_email, validate_template
+from campaigns.email.rendering import render_email, validate_template
 from campaigns.email.sandbox import RenderLimitExceeded
 from campaigns.models import EmailTemplate, Message
 from tests.email.conftest import TRIGGER, make_campaign, make_profile
 from tests.email.test_admin import marketer  # noqa: F401 - the fixture
-from tests.factories import make_site
+from tests.email.test_rendering import data, template
 
 pytestmark = pytest.mark.django_db
 
@@ -32,21 +32,6 @@ WIDE_LOOPS = (
     "{% for a in s %}{% for b in s %}{% for c in s %}{{ first_name }} and some words{% endfor %}"
     "{% endfor %}{% endfor %}{% endwith %}"
 )
-
-
-def data(**overrides) -> EmailData:
-    values = {
-        "message_id": 7, "site_id": 1, "site_name": "Shop", "postal_address": "1 Market St",
-        "to_email": "ada@example.com", "traits": {"first_name": "Ada"}, "trigger": TRIGGER,
-    }  # fmt: skip
-    values.update(overrides)
-    return EmailData(**values)
-
-
-def template(**parts) -> EmailTemplate:
-    values = {"name": "t", "subject": "Hi", "html": "<p>Hi</p>", "from_email": "a@shop.test"}
-    values.update(parts)
-    return EmailTemplate(site=make_site(), **values)
 
 
 def timed(fn):
