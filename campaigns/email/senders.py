@@ -28,8 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 from django.core.mail import get_connection
 from django.db import connections
+from requests.utils import get_netrc_auth
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,7 @@ class SenderPool:
                     backend, self.spare = self.spare, None
                 backend = backend or self.factory()
                 backend.open()  # one session (keep-alive) for every email of this thread
+                read_environment_once(backend)
         except Exception as exc:  # every job this thread takes reports the failure
             log.exception("opening an email backend failed")
             backend, broken = None, exc
@@ -126,6 +129,36 @@ class SenderPool:
             if self.db is not None:
                 del connections[self.db.alias]  # lent, not ours to close
             connections.close_all()  # this thread's own, of any other database
+
+
+def read_environment_once(backend) -> None:
+    """Read once what `requests` reads from the environment on every call of a backend's
+    session: the proxies for its API's host (HTTPS_PROXY, NO_PROXY…), the CA bundle
+    (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) and a ~/.netrc login.
+
+    The settings are the same as before; what changes is the cost. On every request a
+    trusting session walks the whole process environment twice for proxies and looks
+    for netrc files, which measured ~40 % of the CPU of a Postmark send
+    (docs/benchmarks.md) — under the interpreter lock that every sending thread shares.
+    Anymail posts every email of a backend to the one host of its `api_url`, so what
+    the environment says for that host is what it says for each call. Backends without
+    a requests session (SMTP, Amazon SES) are left as they are."""
+    session = getattr(backend, "session", None)
+    url = getattr(backend, "api_url", None)
+    if isinstance(session, requests.Session) and url:
+        read_session_environment(session, url)
+
+
+def read_session_environment(session: requests.Session, url: str) -> None:
+    """`read_environment_once` for one session whose requests all go to `url`'s host."""
+    if not session.trust_env:
+        return
+    found = session.merge_environment_settings(url, {}, None, None, None)
+    session.proxies = found["proxies"]
+    session.verify = found["verify"]
+    if session.auth is None:
+        session.auth = get_netrc_auth(url)
+    session.trust_env = False
 
 
 def send(backend, job: Job) -> Result:
