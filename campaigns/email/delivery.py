@@ -33,8 +33,10 @@ from campaigns.email.rendering import render_email
 from campaigns.email.sandbox import TemplateRefused
 from campaigns.email.senders import Job, Result
 from campaigns.models import (
+    Campaign,
     CampaignOptOut,
     EmailSettings,
+    EmailTemplate,
     Message,
     StepPromo,
     StepVariant,
@@ -42,7 +44,7 @@ from campaigns.models import (
 )
 from campaigns.models.email import email_hash
 from tracking.ingest import is_one_mailbox
-from tracking.models import Profile
+from tracking.models import Profile, Site
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +95,20 @@ def load_claimed(message_ids: list[int]) -> list[Message]:
     """The claimed messages with everything a render needs and their suppression state:
     two queries for the whole batch."""
     messages = list(
-        Message.objects.select_related("site", "template", "profile", "enrollment", "campaign")
+        Message.objects.select_related("profile", "enrollment")
         .filter(pk__in=message_ids, status=Message.Status.SENDING)
         .order_by("id")
     )
     if not messages:
         return messages
+    # The site, template and campaign: one instance each for the batch's messages that
+    # share them (a JOIN would build one per message, ~10 % of a send's CPU).
+    for relation, model in (("site", Site), ("template", EmailTemplate), ("campaign", Campaign)):
+        ids = {getattr(m, f"{relation}_id") for m in messages} - {None}
+        shared = model.objects.in_bulk(ids)
+        for message in messages:
+            if (key := getattr(message, f"{relation}_id")) in shared:
+                setattr(message, relation, shared[key])
     digests = {m.pk: email_hash(m.to_email) for m in messages}
     params = {
         "sites": sorted({m.site_id for m in messages}),
