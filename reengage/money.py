@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_currency, format_decimal
@@ -23,11 +24,16 @@ _CODE_THEN_DIGIT = re.compile(r"([A-Z]{3})(?=[\d-])")
 
 def valid_locale(name: str) -> bool:
     """Whether Babel knows this locale ("en", "en_GB", "de_DE", "fr-CH", …)."""
+    return _locale(name.replace("-", "_")) is not None
+
+
+@lru_cache(maxsize=256)
+def _locale(name: str) -> Locale | None:
+    """Babel's Locale for a name, parsed once (every amount of every email needs it)."""
     try:
-        Locale.parse(name.replace("-", "_"))
+        return Locale.parse(name)
     except (UnknownLocaleError, ValueError, TypeError):
-        return False
-    return True
+        return None
 
 
 def format_money(amount: Decimal | None, currency: str = "", locale: str = "") -> str:
@@ -35,12 +41,10 @@ def format_money(amount: Decimal | None, currency: str = "", locale: str = "") -
     decimals without one ("" if None). An unknown locale writes English."""
     if amount is None:
         return ""
-    name = (locale or DEFAULT_LOCALE).replace("-", "_")
-    if not valid_locale(name):
-        name = DEFAULT_LOCALE
+    found = _locale((locale or DEFAULT_LOCALE).replace("-", "_")) or _locale(DEFAULT_LOCALE)
     code = currency.strip().upper()
     if not code:
-        return format_decimal(amount, format="#,##0.00", locale=name)
-    written = format_currency(amount, code, locale=name)
+        return format_decimal(amount, format="#,##0.00", locale=found)
+    written = format_currency(amount, code, locale=found)
     written = written.replace("\xa0", " ").replace("\u202f", " ")
     return _CODE_THEN_DIGIT.sub(r"\1 ", written)
