@@ -41,6 +41,24 @@ def format_money(amount: Decimal | None, currency: str = "", locale: str = "") -
     decimals without one ("" if None). An unknown locale writes English."""
     if amount is None:
         return ""
+    # The same prices come back in email after email (a shop's products, a cart's total
+    # in one currency), and Babel's formatting is a sixth of a render: each amount is
+    # written once. Keyed by the amount as written, not by value, so 0 and -0, or a
+    # float and the Decimal it equals, are never taken for each other.
+    key = (type(amount), str(amount), currency, locale)
+    written = _written.get(key)
+    if written is None:
+        if len(_written) >= _WRITTEN_MAX:
+            _written.clear()
+        written = _written[key] = _format(amount, currency, locale)
+    return written
+
+
+_WRITTEN_MAX = 10_000
+_written: dict[tuple, str] = {}
+
+
+def _format(amount: Decimal, currency: str, locale: str) -> str:
     found = _locale((locale or DEFAULT_LOCALE).replace("-", "_")) or _locale(DEFAULT_LOCALE)
     code = currency.strip().upper()
     if not code:

@@ -50,3 +50,20 @@ def test_a_locale_nobody_knows_is_a_form_error_naming_the_field():
 def test_sites_write_english_until_told_otherwise():
     assert make_site().locale == "en"
     assert Site._meta.get_field("locale").default == "en"
+
+
+def test_amounts_written_once_are_never_taken_for_another_amount_locale_or_currency():
+    # format_money remembers what it wrote; each of these must still be its own.
+    cases = [
+        (Decimal("39"), "EUR", "en", "€39.00"),
+        (Decimal("39"), "EUR", "de_DE", "39,00 €"),
+        (Decimal("39"), "USD", "en", "$39.00"),
+        (Decimal("39"), "", "en", "39.00"),
+        (Decimal("-0"), "EUR", "en", "-€0.00"),
+        (Decimal("0"), "EUR", "en", "€0.00"),
+        (Decimal("39.005"), "EUR", "en", "€39.00"),
+        (Decimal("39.015"), "EUR", "en", "€39.02"),
+    ]
+    for _ in range(2):  # the second round is answered from what the first wrote
+        for amount, currency, locale, written in cases:
+            assert format_money(amount, currency, locale) == written, (amount, currency, locale)
