@@ -12,13 +12,18 @@ ANYMAIL_POSTMARK_API_URL. For each latency, in this one run:
 - **render alone**: the send path's rendering (context, template, layout, CSS
   inlining, links, text part, headers checked, the AnymailMessage built), no I/O;
 - **bare HTTP ceiling**: the same number of Postmark-shaped POSTs from
-  `--concurrency` threads, each with its own `requests.Session` — what the stand-in
-  and this process's HTTP stack allow at that concurrency, with no work of ours;
+  `--concurrency` threads, each with its own `requests.Session` set up as the
+  sending threads set up theirs (the environment read once,
+  campaigns/email/senders.py) — what the stand-in and this process's HTTP stack
+  allow at that concurrency, with no work of ours; and once more with requests'
+  defaults (the environment read on every call), for comparison;
 - **full path**: `sending.send_queued` for `--emails` queued messages on a scratch
   site (deleted afterwards): claim, load, suppression re-check, render, send, finish.
 
 It prints emails/s (wall, and per CPU-second of this process), the ratios of the full
-path to both ceilings, and this process's RSS before and after the full path.
+path to both ceilings, the most one core could do of render and bare HTTP together (when
+the ESP answers fast, both ceilings are this process's CPU), and this process's RSS
+before and after the full path.
 `--throttle-every N` makes the stand-in answer every Nth request 429 with
 `Retry-After: 1`, to see the adaptive slow-down (the run then also reports retries).
 """
@@ -26,7 +31,6 @@ path to both ceilings, and this process's RSS before and after the full path.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -80,6 +84,15 @@ def standin_stats(url: str) -> dict:
     return requests.get(url + "_standin/stats", timeout=5).json()
 
 
+def one_email(template, messages, email_settings):
+    from campaigns.email import composing
+    from campaigns.email.rendering import render_email
+
+    message = messages[0]
+    rendered = render_email(template, composing.email_data(message, email_settings, template.pk))
+    return composing.build_email(message, template, rendered, email_settings, None)
+
+
 def bench_render(template, messages, email_settings, n: int) -> tuple[float, float]:
     from campaigns.email import composing
     from campaigns.email.rendering import render_email
@@ -94,20 +107,34 @@ def bench_render(template, messages, email_settings, n: int) -> tuple[float, flo
     return timer.rates(n)
 
 
-def bench_bare_http(url: str, token: str, n: int, concurrency: int) -> tuple[float, float]:
+def request_of(email) -> tuple[str, dict]:
+    """The body and headers the Postmark backend would send for this email."""
+    from django.core.mail import get_connection
+
+    backend = get_connection()
+    params = backend.build_message_payload(email, backend.send_defaults).get_request_params(
+        backend.api_url
+    )
+    return params["data"], params["headers"]
+
+
+def bench_bare_http(
+    url: str, request: tuple[str, dict], n: int, concurrency: int, *, as_sender: bool = True
+) -> tuple[float, float]:
+    """`n` POSTs of one real email's request (body and headers) from `concurrency`
+    threads."""
     import requests
 
-    body = json.dumps({
-        "From": "hello@shop.example.com", "To": "p@example.com", "Subject": "Hi",
-        "HtmlBody": "<p>Hi</p>", "TextBody": "Hi", "Metadata": {"message_id": "0"},
-    })  # fmt: skip
-    headers = {"Content-Type": "application/json", "Accept": "application/json",
-               "X-Postmark-Server-Token": token}  # fmt: skip
+    from campaigns.email.senders import read_session_environment
+
+    body, headers = request
     left = [n]
     lock = threading.Lock()
 
     def worker():
         session = requests.Session()
+        if as_sender:  # the environment read once, as the sending threads' sessions do
+            read_session_environment(session, url + "email")
         while True:
             with lock:
                 if left[0] <= 0:
@@ -125,6 +152,58 @@ def bench_bare_http(url: str, token: str, n: int, concurrency: int) -> tuple[flo
         for thread in threads:
             thread.join()
     return timer.rates(n)
+
+
+def bench_stages(url: str, n: int) -> dict[str, float]:
+    """CPU milliseconds per email of each stage of the full path, one thread, one
+    after the other (against a stand-in that answers at once): where the full path's
+    CPU goes, and what the threads add on top (the full path's CPU per email minus
+    the sum of these)."""
+    import requests
+    from django.core.mail import get_connection
+    from django.utils import timezone
+
+    from campaigns.email import delivery, outbox, senders
+
+    site = scratch_site(n)
+    costs: dict[str, float] = {}
+
+    def timed(name, run):
+        start = time.process_time()
+        result = run()
+        costs[name] = (time.process_time() - start) * 1000 / n
+        return result
+
+    try:
+        now = timezone.now()
+        batches = timed(
+            "claim", lambda: [outbox.claim_batch(now, 64, []) for _ in range(-(-n // 64))]
+        )
+        ids = [message_id for batch in batches for message_id, _ in batch]
+        assert len(ids) == n, len(ids)
+        messages = timed("load and suppression re-check", lambda: [
+            m for i in range(0, n, 64) for m in delivery.load_claimed(ids[i : i + 64])])  # fmt: skip
+        cache = delivery.RunCache()
+        prepared = timed("check, render, build the email", lambda: [
+            delivery.prepare(m, clock=timezone.now, cache=cache) for m in messages])  # fmt: skip
+        backend = get_connection()
+        backend.open()
+        senders.read_environment_once(backend)
+        results = timed("Anymail: payload, HTTP call, answer", lambda: [
+            senders.send(backend, p.job) for p in prepared])  # fmt: skip
+        backend.close()
+        assert not [r.error for r in results if r.error]
+        session = requests.Session()
+        senders.read_session_environment(session, url + "email")
+        body, headers = request_of(prepared[0].job.email)
+        timed("  of which the bare HTTP call", lambda: [
+            session.post(url + "email", data=body, headers=headers) for _ in range(n)])  # fmt: skip
+        finishes = [delivery.settle(r, timezone.now()).finish for r in results]
+        timed("finish", lambda: [delivery.record(finishes[i : i + 32], timezone.now())
+                                 for i in range(0, n, 32)])  # fmt: skip
+    finally:
+        drop_site(site)
+    return costs
 
 
 def scratch_site(n: int):
@@ -202,26 +281,28 @@ def main() -> None:
     parser.add_argument("--latency", type=float, nargs="+", default=[0.05, 0.2])
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--throttle-every", type=int, default=0)
+    parser.add_argument("--stage-emails", type=int, default=1000,
+                        help="emails for the one-thread breakdown by stage (0: none)")  # fmt: skip
     args = parser.parse_args()
 
     from tests.email.postmark_standin import TOKEN
 
     os.environ["ANYMAIL_POSTMARK_SERVER_TOKEN"] = TOKEN
+    stages = {}
+    if args.stage_emails:
+        stages = run_stages(args.stage_emails)
     for latency in args.latency:
         proc, url = start_standin(latency, args.throttle_every)
-        os.environ["ANYMAIL_POSTMARK_API_URL"] = url
         try:
-            django.setup()  # once; later calls do nothing
-            from django.conf import settings
-
-            settings.ANYMAIL["POSTMARK_API_URL"] = url
-            settings.ANYMAIL["POSTMARK_SERVER_TOKEN"] = TOKEN
+            point_at(url)
             from bench.email_bench import fixtures
 
             template, messages, email_settings = fixtures()
             bench_render(template, messages, email_settings, 200)  # warm up
             render = bench_render(template, messages, email_settings, min(args.emails, 3000))
-            bare = bench_bare_http(url, TOKEN, args.emails, args.concurrency)
+            request = request_of(one_email(template, messages, email_settings))
+            default = bench_bare_http(url, request, args.emails, args.concurrency, as_sender=False)
+            bare = bench_bare_http(url, request, args.emails, args.concurrency)
             full, counts, rss_before, rss_after = bench_full(args.emails, args.concurrency)
             stats = standin_stats(url)
         finally:
@@ -231,14 +312,49 @@ def main() -> None:
               f"{args.emails} emails")  # fmt: skip
         print(f"{'':36}{'wall /s':>10}{'CPU /s':>10}")
         print(f"{'render alone (ceiling)':36}{render[0]:10.0f}{render[1]:10.0f}")
-        print(f"{'bare HTTP, same concurrency (ceiling)':36}{bare[0]:10.0f}{bare[1]:10.0f}")
+        print(f"{'bare HTTP, requests defaults':36}{default[0]:10.0f}{default[1]:10.0f}")
+        print(f"{'bare HTTP, as the sender (ceiling)':36}{bare[0]:10.0f}{bare[1]:10.0f}")
         print(f"{'full send path':36}{full[0]:10.0f}{full[1]:10.0f}   {counts}")
         lower = min(render[0], bare[0])
+        # Both ceilings are this process's CPU when the ESP is fast: one interpreter lock
+        # can do at most this much of both per second, with nothing else of ours.
+        both = 1 / (1 / render[1] + 1 / bare[1])
         print(f"{'ratio full / bare HTTP':36}{full[0] / bare[0]:10.2f}")
         print(f"{'ratio full / render alone':36}{full[0] / render[0]:10.2f}")
         print(f"{'ratio full / lower ceiling':36}{full[0] / lower:10.2f}   target >= 0.5")
+        print(f"{'render + bare HTTP on one core, /s':36}{both:10.0f}   (CPU-bound bound)")
         print(f"{'RSS before / after full path (MB)':36}{rss_before:10.0f}{rss_after:10.0f}")
         print(f"stand-in: {stats}")
+        if stages:
+            alone = sum(v for k, v in stages.items() if not k.startswith(" "))
+            print(f"CPU ms per email: full path {1000 / full[1]:.2f}, its stages one after the "
+                  f"other {alone:.2f}, the threads add {1000 / full[1] - alone:.2f}")  # fmt: skip
+
+
+def point_at(url: str) -> None:
+    from tests.email.postmark_standin import TOKEN
+
+    os.environ["ANYMAIL_POSTMARK_API_URL"] = url
+    django.setup()  # once; later calls do nothing
+    from django.conf import settings
+
+    settings.ANYMAIL["POSTMARK_API_URL"] = url
+    settings.ANYMAIL["POSTMARK_SERVER_TOKEN"] = TOKEN
+
+
+def run_stages(n: int) -> dict[str, float]:
+    proc, url = start_standin(0, 0)
+    try:
+        point_at(url)
+        bench_stages(url, min(n, 200))  # warm up
+        stages = bench_stages(url, n)
+    finally:
+        proc.terminate()
+        proc.wait()
+    print(f"\nCPU ms per email by stage, one thread, {n} emails, a stand-in answering at once")
+    for name, value in stages.items():
+        print(f"{name:40}{value:8.3f}")
+    return stages
 
 
 if __name__ == "__main__":
