@@ -11,19 +11,22 @@ ANYMAIL_POSTMARK_API_URL. For each latency, in this one run:
 
 - **render alone**: the send path's rendering (context, template, layout, CSS
   inlining, links, text part, headers checked, the AnymailMessage built), no I/O;
-- **bare HTTP ceiling**: the same number of Postmark-shaped POSTs from
-  `--concurrency` threads, each with its own `requests.Session` set up as the
-  sending threads set up theirs (the environment read once,
-  campaigns/email/senders.py) — what the stand-in and this process's HTTP stack
-  allow at that concurrency, with no work of ours; and once more with requests'
-  defaults (the environment read on every call), for comparison;
+- **bare HTTP ceilings**: the same number of one real email's POSTs, `--concurrency`
+  at a time, with no work of ours: from one asyncio event loop with aiohttp (the
+  sender's transport for Anymail's HTTP backends, campaigns/email/http_sending.py),
+  and from `--concurrency` threads, each with a `requests.Session` set up as the
+  sending threads set up theirs (campaigns/email/senders.py), and once more with
+  requests' defaults (the environment read on every call), for comparison;
 - **full path**: `sending.send_queued` for `--emails` queued messages on a scratch
-  site (deleted afterwards): claim, load, suppression re-check, render, send, finish.
+  site (deleted afterwards): claim, load, suppression re-check, render, send, finish —
+  through the event loop (EMAIL_SEND_TRANSPORT=auto, the default) and through the
+  threads (EMAIL_SEND_TRANSPORT=threads), each on its own scratch site.
 
-It prints emails/s (wall, and per CPU-second of this process), the ratios of the full
-path to both ceilings, the most one core could do of render and bare HTTP together (when
-the ESP answers fast, both ceilings are this process's CPU), and this process's RSS
-before and after the full path.
+It prints emails/s (wall, and per CPU-second of this process), the ratios of each full
+path to the ceilings (the lower ceiling is the lower of render alone and the fastest
+bare HTTP), the most one core could do of render and bare HTTP together (when the ESP
+answers fast, both ceilings are this process's CPU), and this process's RSS before and
+after each full path.
 `--throttle-every N` makes the stand-in answer every Nth request 429 with
 `Retry-After: 1`, to see the adaptive slow-down (the run then also reports retries).
 """
@@ -46,6 +49,8 @@ from bench.env import production_like  # noqa: E402
 production_like(EMAIL_MAX_TAGS="1", EMAIL_BACKEND="anymail.backends.postmark.EmailBackend")
 
 import django  # noqa: E402
+
+TRANSPORTS = {"auto": "event loop", "threads": "threads"}  # EMAIL_SEND_TRANSPORT
 
 
 def rss_mb() -> float:
@@ -151,6 +156,36 @@ def bench_bare_http(
             thread.start()
         for thread in threads:
             thread.join()
+    return timer.rates(n)
+
+
+def bench_bare_loop(url: str, request: tuple[str, dict], n: int, concurrency: int):
+    """`n` POSTs of one real email's request from one asyncio event loop with aiohttp,
+    `concurrency` at a time on kept-alive connections."""
+    import asyncio
+
+    import aiohttp
+
+    body, headers = request
+    data = body.encode() if isinstance(body, str) else body
+
+    async def run():
+        left = [n]
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def worker():
+                while left[0] > 0:
+                    left[0] -= 1
+                    async with http.post(url + "email", data=data, headers=headers) as answer:
+                        await answer.read()
+                        if answer.status != 429:
+                            answer.raise_for_status()
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    with Timer() as timer:
+        asyncio.run(run())
     return timer.rates(n)
 
 
@@ -260,9 +295,14 @@ def drop_site(site) -> None:
     site.delete()
 
 
-def bench_full(n: int, concurrency: int) -> tuple[tuple[float, float], dict, float, float]:
+def bench_full(
+    n: int, concurrency: int, transport: str
+) -> tuple[tuple[float, float], dict, float, float]:
+    from django.conf import settings
+
     from campaigns.email import pacing, sending
 
+    settings.EMAIL_SEND_TRANSPORT = transport
     site = scratch_site(n)
     try:
         pacing.reset()
@@ -302,33 +342,42 @@ def main() -> None:
             render = bench_render(template, messages, email_settings, min(args.emails, 3000))
             request = request_of(one_email(template, messages, email_settings))
             default = bench_bare_http(url, request, args.emails, args.concurrency, as_sender=False)
-            bare = bench_bare_http(url, request, args.emails, args.concurrency)
-            full, counts, rss_before, rss_after = bench_full(args.emails, args.concurrency)
+            threads = bench_bare_http(url, request, args.emails, args.concurrency)
+            loop = bench_bare_loop(url, request, args.emails, args.concurrency)
+            fulls = {t: bench_full(args.emails, args.concurrency, t) for t in TRANSPORTS}
             stats = standin_stats(url)
         finally:
             proc.terminate()
             proc.wait()
         print(f"\nlatency {latency * 1000:.0f} ms, concurrency {args.concurrency}, "
               f"{args.emails} emails")  # fmt: skip
-        print(f"{'':36}{'wall /s':>10}{'CPU /s':>10}")
-        print(f"{'render alone (ceiling)':36}{render[0]:10.0f}{render[1]:10.0f}")
-        print(f"{'bare HTTP, requests defaults':36}{default[0]:10.0f}{default[1]:10.0f}")
-        print(f"{'bare HTTP, as the sender (ceiling)':36}{bare[0]:10.0f}{bare[1]:10.0f}")
-        print(f"{'full send path':36}{full[0]:10.0f}{full[1]:10.0f}   {counts}")
-        lower = min(render[0], bare[0])
+        print(f"{'':40}{'wall /s':>10}{'CPU /s':>10}")
+        print(f"{'render alone (ceiling)':40}{render[0]:10.0f}{render[1]:10.0f}")
+        print(f"{'bare HTTP, requests defaults':40}{default[0]:10.0f}{default[1]:10.0f}")
+        print(f"{'bare HTTP, threads as the sender':40}{threads[0]:10.0f}{threads[1]:10.0f}")
+        print(f"{'bare HTTP, event loop (aiohttp)':40}{loop[0]:10.0f}{loop[1]:10.0f}")
+        bare = max(threads[0], loop[0])
+        lower = min(render[0], bare)
+        for transport, (full, counts, _, _) in fulls.items():
+            name = f"full send path, {TRANSPORTS[transport]}"
+            print(f"{name:40}{full[0]:10.0f}{full[1]:10.0f}   {counts}")
+        for transport, (full, _, rss_before, rss_after) in fulls.items():
+            print(f"{TRANSPORTS[transport]}:")
+            print(f"{'  ratio full / fastest bare HTTP':40}{full[0] / bare:10.2f}")
+            print(f"{'  ratio full / render alone':40}{full[0] / render[0]:10.2f}")
+            print(f"{'  ratio full / lower ceiling':40}{full[0] / lower:10.2f}   target >= 0.5")
+            print(f"{'  RSS before / after full path (MB)':40}{rss_before:10.0f}{rss_after:10.0f}")
+            print(f"{'  CPU ms per email':40}{1000 / full[1]:10.2f}")
         # Both ceilings are this process's CPU when the ESP is fast: one interpreter lock
         # can do at most this much of both per second, with nothing else of ours.
-        both = 1 / (1 / render[1] + 1 / bare[1])
-        print(f"{'ratio full / bare HTTP':36}{full[0] / bare[0]:10.2f}")
-        print(f"{'ratio full / render alone':36}{full[0] / render[0]:10.2f}")
-        print(f"{'ratio full / lower ceiling':36}{full[0] / lower:10.2f}   target >= 0.5")
-        print(f"{'render + bare HTTP on one core, /s':36}{both:10.0f}   (CPU-bound bound)")
-        print(f"{'RSS before / after full path (MB)':36}{rss_before:10.0f}{rss_after:10.0f}")
+        both = 1 / (1 / render[1] + 1 / max(threads[1], loop[1]))
+        print(f"{'render + bare HTTP on one core, /s':40}{both:10.0f}   (CPU-bound bound)")
         print(f"stand-in: {stats}")
         if stages:
             alone = sum(v for k, v in stages.items() if not k.startswith(" "))
-            print(f"CPU ms per email: full path {1000 / full[1]:.2f}, its stages one after the "
-                  f"other {alone:.2f}, the threads add {1000 / full[1] - alone:.2f}")  # fmt: skip
+            cpu = 1000 / fulls["threads"][0][1]
+            print(f"CPU ms per email through the threads: full path {cpu:.2f}, its stages one "
+                  f"after the other {alone:.2f}, the threads add {cpu - alone:.2f}")  # fmt: skip
 
 
 def point_at(url: str) -> None:

@@ -15,6 +15,7 @@ from reengage.env import (
     anymail_settings,
     database_config,
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_list,
@@ -377,10 +378,14 @@ if ANYMAIL.get("WEBHOOK_SECRET"):
 EMAIL_SEND_BATCH = env_int("EMAIL_SEND_BATCH", 100_000, minimum=1)
 EMAIL_SEND_BUDGET_SECONDS = env_int("EMAIL_SEND_BUDGET_SECONDS", 50, minimum=1)
 EMAIL_SEND_INTERVAL_SECONDS = env_int("EMAIL_SEND_INTERVAL_SECONDS", 10, minimum=1)
-# Emails in flight at once per worker process (sending threads), and per site (0: the
+# Emails in flight at once per worker process, and per site (0: the
 # same); an ESP's 429 halves a site's share until it recovers.
 EMAIL_SEND_CONCURRENCY = env_int("EMAIL_SEND_CONCURRENCY", 64, minimum=1)
 EMAIL_SEND_SITE_CONCURRENCY = env_int("EMAIL_SEND_SITE_CONCURRENCY", 0, minimum=0)
+# How they are in flight: "auto" sends through Anymail's HTTP backends from one event
+# loop thread (campaigns/email/http_sending.py) and through the others (SMTP, Amazon
+# SES) from threads; "threads" uses threads for every backend.
+EMAIL_SEND_TRANSPORT = env_choice("EMAIL_SEND_TRANSPORT", "auto", ("auto", "threads"))
 # The ESP account's sends per minute across all sites and workers (0: no limit of ours);
 # each site's own limit is its email settings' "sends per minute".
 EMAIL_ESP_SENDS_PER_MINUTE = env_int("EMAIL_ESP_SENDS_PER_MINUTE", 0, minimum=0)

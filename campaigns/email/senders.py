@@ -1,13 +1,15 @@
-"""The threads that hand emails to the ESP, many at once.
+"""The threads that hand emails to the backend, many at once — for the backends that
+block: SMTP, Amazon SES (boto3), the development mailbox, the test backends, and every
+backend when EMAIL_SEND_TRANSPORT is "threads". Anymail's HTTP backends send from one
+event loop instead (campaigns/email/http_sending.py: why); `make_pool` picks.
 
-Why threads: the Anymail backends are blocking `requests` clients (SMTP is blocking
-too), and a send is ~all waiting on the ESP's answer (50–300 ms) while the GIL is
-released. A pool of threads keeps many requests in flight with the real backends,
-unchanged; an async client would mean re-implementing every ESP's API, and a gevent or
-eventlet Celery pool would monkeypatch the whole worker (PostgreSQL driver included).
-The CPU work — claiming, loading, the suppression re-check, rendering, finishing — stays
-on the sending loop's own thread (campaigns/email/sending.py), where it runs in
-batches; a thread here only calls `backend.send_messages([email])` and reports.
+Why threads for these: their clients block, and a send is ~all waiting on the ESP's
+answer while the interpreter lock is free, so a pool of threads keeps many sends in
+flight with the real backends, unchanged; a gevent or eventlet Celery pool would
+monkeypatch the whole worker (PostgreSQL driver included). The CPU work — claiming,
+loading, the suppression re-check, rendering, finishing — stays on the sending loop's
+own thread (campaigns/email/sending.py), where it runs in batches; a thread here only
+calls `backend.send_messages([email])` and reports.
 
 Each thread opens its own backend (its own `requests.Session` or SMTP connection, kept
 open for the thread's life so connections are reused) unless the caller hands one
@@ -55,15 +57,20 @@ class SenderPool:
     """Up to `size` threads, started as work needs them, each sending one email at a time."""
 
     def __init__(
-        self, size: int, backend=None, factory: Callable[[], Any] = get_connection, db=None
+        self,
+        size: int,
+        backend=None,
+        factory: Callable[[], Any] = get_connection,
+        db=None,
+        spare=None,
     ):
         self.size = size
         self.db = db  # the loop's database connection, lent to the threads
         self.shared_backend = backend
         self.factory = factory
-        # The first thread's backend, made here: a misconfigured backend fails the run
-        # before anything is claimed, not in a thread.
-        self.spare = factory() if backend is None else None
+        # The first thread's backend, made here (or by the caller): a misconfigured
+        # backend fails the run before anything is claimed, not in a thread.
+        self.spare = spare or (factory() if backend is None else None)
         self.lock = threading.Lock()
         self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.results: queue.SimpleQueue[Result] = queue.SimpleQueue()
@@ -163,13 +170,40 @@ def read_session_environment(session: requests.Session, url: str) -> None:
 
 def send(backend, job: Job) -> Result:
     """Hand one email to the backend; the ESP's id, or the exception, for the loop."""
-    email = job.email
     try:
-        backend.send_messages([email])
+        backend.send_messages([job.email])
     except BaseException as exc:  # classified by the loop, never lost
         return Result(job, error=exc)
+    return result_of(job)
+
+
+def result_of(job: Job) -> Result:
+    """A sent email's result: the ESP's message id, or our Message-ID when the backend
+    reports none."""
+    email = job.email
     status = getattr(email, "anymail_status", None)
     esp_id = getattr(status, "message_id", None)
     if esp_id is None:  # plain Django backends (SMTP) report none: our Message-ID it is
         esp_id = email.extra_headers["Message-ID"]
     return Result(job, esp_id=str(esp_id)[:200])
+
+
+def make_pool(size: int, backend=None, db=None):
+    """The senders for one run: an event loop (campaigns/email/http_sending.py) for
+    Anymail's HTTP backends; threads for the others, for a backend the caller hands in
+    (shared by the threads) and when EMAIL_SEND_TRANSPORT is "threads"."""
+    from anymail.backends.base_requests import AnymailRequestsBackend
+    from django.conf import settings
+
+    from campaigns.email import http_sending
+
+    if backend is not None:
+        return SenderPool(size, backend, db=db)
+    own = get_connection()
+    if settings.EMAIL_SEND_TRANSPORT == "auto" and isinstance(own, AnymailRequestsBackend):
+        own.open()
+        read_environment_once(own)
+        if http_sending.supports(own):
+            return http_sending.AsyncSenderPool(size, own)
+    # (Opened for the check above: the first thread takes it as it is.)
+    return SenderPool(size, db=db, spare=own)

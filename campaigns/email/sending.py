@@ -10,8 +10,10 @@ hold when a worker is SIGKILLed or a task is delivered twice:
 2. **check and render** — one query loads the batch with its relations, one more the
    suppressions and campaign opt-outs of its addresses; each message is then checked
    (consent, suppression, erasure, a changed address) and rendered for its recipient.
-3. **send** — a pool of threads (campaigns/email/senders.py: why threads) hands the
-   emails to the backend, up to `EMAIL_SEND_CONCURRENCY` in flight per process and
+3. **send** — one event loop for Anymail's HTTP backends
+   (campaigns/email/http_sending.py), a pool of threads for the others
+   (campaigns/email/senders.py), hands the emails to the ESP, up to
+   `EMAIL_SEND_CONCURRENCY` in flight per process and
    `EMAIL_SEND_SITE_CONCURRENCY` per site, within the site's (and the ESP's) per-minute
    limit and pauses (campaigns/email/pacing.py).
 4. **finish** — one conditional UPDATE `sending → sent` (or failed, retried…) for the
@@ -81,7 +83,7 @@ from campaigns.email.outbox import (
     release,
 )
 from campaigns.email.rendering import EmailData, render_email
-from campaigns.email.senders import Job, SenderPool, send
+from campaigns.email.senders import Job, make_pool, send
 from campaigns.models import Message
 
 # Also what callers and tests use from here.
@@ -138,7 +140,7 @@ class SendRun:
         self.flush_at = max(1, concurrency // 2)  # outcomes worth a finish
         self.backend = backend
         self.db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the proxy
-        self.pool = SenderPool(concurrency, backend, db=self.db)  # threads start later
+        self.pool = make_pool(concurrency, backend, db=self.db)  # started by the first send
         self.db.inc_thread_sharing()  # lent to the sending threads (senders.py)
         self.cache = RunCache()
         self.report = SendReport()

@@ -1,11 +1,13 @@
-"""The sending threads read the environment once for their ESP sessions
+"""The senders read the environment once for their ESP sessions
 (campaigns/email/senders.py: `read_environment_once`) and still do what requests
-would have done on every call: go through HTTP(S)_PROXY, not for a NO_PROXY host, with
-REQUESTS_CA_BUNDLE. Through the real Anymail Postmark backend, a real forwarding proxy
-and the Postmark stand-in."""
+would have done on every call: go through HTTP(S)_PROXY (with the login its URL
+carries), not for a NO_PROXY host, with REQUESTS_CA_BUNDLE — the sending threads and
+the event loop (campaigns/email/http_sending.py) alike. Through the real Anymail
+Postmark backend, a real forwarding proxy and the Postmark stand-in."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +36,7 @@ class ForwardingProxy:
 
     def __init__(self):
         self.urls: list[str] = []
+        self.logins: list[str | None] = []  # each request's Proxy-Authorization
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,6 +53,7 @@ class ForwardingProxy:
                 payload = answer.read()
                 upstream.close()
                 proxy.urls.append(self.path)
+                proxy.logins.append(self.headers.get("Proxy-Authorization"))
                 self.send_response(answer.status)
                 self.send_header("Content-Type", answer.getheader("Content-Type", "text/plain"))
                 self.send_header("Content-Length", str(len(payload)))
@@ -97,7 +101,14 @@ def send_five():
     return sending.send_queued(clock=lambda: T0, concurrency=4)
 
 
-def test_the_sending_threads_go_through_the_environments_proxy(postmark, monkeypatch):
+@pytest.fixture(params=["auto", "threads"])
+def transport(request, settings):
+    """Each test twice: through the event loop ("auto", for Postmark) and the threads."""
+    settings.EMAIL_SEND_TRANSPORT = request.param
+    return request.param
+
+
+def test_the_senders_go_through_the_environments_proxy(postmark, monkeypatch, transport):
     with ForwardingProxy() as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
 
@@ -105,11 +116,24 @@ def test_the_sending_threads_go_through_the_environments_proxy(postmark, monkeyp
 
     assert report.counts == {"sent": 5}
     assert proxy.urls == [postmark.url + "email"] * 5
+    assert proxy.logins == [None] * 5
     assert sum(postmark.accepted.values()) == 5
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
 
 
-def test_a_no_proxy_esp_host_is_reached_directly(postmark, monkeypatch):
+def test_the_proxy_login_in_its_url_goes_as_proxy_authorization(postmark, monkeypatch, transport):
+    with ForwardingProxy() as proxy:
+        login = proxy.url.replace("http://", "http://relay:s%40cret@")
+        monkeypatch.setenv("HTTP_PROXY", login)
+
+        report = send_five()
+
+    assert report.counts == {"sent": 5}
+    expected = "Basic " + base64.b64encode(b"relay:s@cret").decode()
+    assert proxy.logins == [expected] * 5
+
+
+def test_a_no_proxy_esp_host_is_reached_directly(postmark, monkeypatch, transport):
     with ForwardingProxy() as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")

@@ -1,0 +1,233 @@
+"""The event loop that sends through Anymail's HTTP backends
+(campaigns/email/http_sending.py) sends what the backend itself sends and reads the
+answer, or the failure on the way, as the backend would.
+
+Each test sends the same email once as a sending thread does (`backend.send_messages`
+through requests) and once through the event loop (aiohttp), to real local servers:
+the ESP stand-ins of tests/email/esp_standins.py, and sockets that refuse, hang or hang
+up, so the two can be compared request for request and verdict for verdict.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+
+import pytest
+from anymail.exceptions import AnymailAPIError
+from anymail.message import AnymailMessage
+from django.core.mail import get_connection
+
+from campaigns.email import delivery, http_sending, senders
+from campaigns.email.senders import Job, SenderPool, make_pool, read_environment_once
+from tests.email import esp_standins
+
+POSTMARK = "anymail.backends.postmark.EmailBackend"
+MAILGUN = "anymail.backends.mailgun.EmailBackend"
+TOKEN = "server-token-1"
+SKIPPED_HEADERS = {"host", "accept-encoding", "connection"}  # each client writes its own
+
+
+class Recording:
+    """A stand-in that also keeps each request as it came: path, headers, body."""
+
+    def __init__(self, standin_class, *args):
+        raw = self.raw = []
+
+        class Recorder(standin_class):
+            def handle(self, path, headers, body):
+                raw.append((path, headers, body))
+                return super().handle(path, headers, body)
+
+        self.standin = Recorder(*args)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.standin.close()
+
+
+def email(**extra) -> AnymailMessage:
+    message = AnymailMessage(
+        subject="Your cart is waiting — 10 % off",
+        body="Hello Ada,\nyour cart is waiting.",
+        from_email="Shop <hello@shop.test>",
+        to=["Ada Lovelace <ada@example.com>"],
+        headers={"Message-ID": "<m-1@reengage.test>", "List-Unsubscribe": "<https://u.test/x>"},
+        tags=["cart"],
+        metadata={"message_id": "1"},
+        **extra,
+    )
+    message.attach_alternative("<p>Hello Ada, <b>your cart</b> is waiting.</p>", "text/html")
+    return message
+
+
+def backend(path: str, **options):
+    opened = get_connection(path, **options)
+    opened.open()
+    read_environment_once(opened)
+    return opened
+
+
+def by_thread(path: str, message, **options) -> senders.Result:
+    """As one sending thread sends: the backend's own send_messages, through requests."""
+    own = backend(path, **options)
+    try:
+        return senders.send(own, Job(1, 1, 1, message))
+    finally:
+        own.close()
+
+
+def by_event_loop(path: str, message, **options) -> senders.Result:
+    pool = http_sending.AsyncSenderPool(4, backend(path, **options))
+    try:
+        pool.submit(Job(1, 1, 1, message))
+        results = []
+        deadline = time.monotonic() + 30
+        while not results and time.monotonic() < deadline:
+            results = pool.take(timeout=1)
+        assert pool.busy == 0
+        return results[0]
+    finally:
+        pool.close()
+
+
+def comparable(request) -> tuple:
+    path, headers, body = request
+    boundary = re.search(r"boundary=([^;\s]+)", headers.get("content-type", ""))
+    headers = {k: v for k, v in headers.items() if k not in SKIPPED_HEADERS}
+    if boundary:  # multipart: each request has its own random boundary
+        marker = boundary.group(1)
+        body = body.replace(marker.encode(), b"BOUNDARY")
+        headers["content-type"] = headers["content-type"].replace(marker, "BOUNDARY")
+    return path, headers, body
+
+
+def test_postmark_gets_the_same_request_from_the_event_loop_as_from_requests():
+    with Recording(esp_standins.Postmark, TOKEN) as api:
+        options = {"server_token": TOKEN, "api_url": api.standin.base + "/"}
+        threaded = by_thread(POSTMARK, email(), **options)
+        looped = by_event_loop(POSTMARK, email(), **options)
+
+    assert api.standin.errors == []
+    assert threaded.error is None and looped.error is None
+    assert len(api.raw) == 2
+    assert comparable(api.raw[1]) == comparable(api.raw[0])
+    # Postmark's MessageID for each (the stand-in makes a fresh one per email).
+    for result in (threaded, looped):
+        assert re.fullmatch(r"[0-9a-f-]{36}", result.esp_id), result.esp_id
+    assert looped.esp_id != threaded.esp_id
+
+
+def test_mailgun_gets_the_same_multipart_request_with_an_attachment_and_basic_auth():
+    with Recording(esp_standins.Mailgun, "key-1", "mg.shop.test") as api:
+        options = {"api_key": "key-1", "sender_domain": "mg.shop.test",
+                   "api_url": api.standin.base + "/v3/"}  # fmt: skip
+        attachment = [("receipt.txt", "Ünïcode receipt\n", "text/plain")]
+        threaded = by_thread(MAILGUN, email(attachments=attachment), **options)
+        looped = by_event_loop(MAILGUN, email(attachments=attachment), **options)
+
+    assert api.standin.errors == []
+    assert threaded.error is None and looped.error is None
+    first, second = (comparable(r) for r in api.raw)
+    assert second[1]["content-type"].startswith("multipart/form-data")
+    assert second[1]["authorization"] == first[1]["authorization"]
+    assert second == first
+    assert looped.esp_id.endswith("@mg.shop.test>")
+
+
+class Socket:
+    """A listening socket that does one unkind thing with each connection."""
+
+    def __init__(self, behaviour: str):
+        self.behaviour = behaviour
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.recv(65536)  # the request (it is small): the ESP may have it now
+            if self.behaviour == "hang up":
+                conn.close()
+            elif self.behaviour == "503":
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json"
+                             b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")  # fmt: skip
+                conn.close()
+            else:  # "never answer"
+                self.held.append(conn)
+
+    def close(self):
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def closed_port_url() -> str:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now: the connection is refused
+    return f"http://127.0.0.1:{port}/"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "verdict"),
+    [
+        ("refused", delivery.RETRY),  # never connected: surely not sent
+        ("503", delivery.RETRY),
+        ("hang up", delivery.UNKNOWN),  # read the request, then closed: it may be sent
+        ("never answer", delivery.UNKNOWN),  # a read timeout after the request went out
+    ],
+)
+def test_a_failed_post_gets_the_same_verdict_from_the_event_loop_as_from_requests(
+    behaviour, verdict
+):
+    server = None if behaviour == "refused" else Socket(behaviour)
+    url = closed_port_url() if server is None else server.url
+    options = {"server_token": TOKEN, "api_url": url, "timeout": 0.5}
+    try:
+        threaded = by_thread(POSTMARK, email(), **options)
+        looped = by_event_loop(POSTMARK, email(), **options)
+    finally:
+        if server:
+            server.close()
+
+    for result in (threaded, looped):
+        assert isinstance(result.error, AnymailAPIError), result.error
+    assert delivery.classify(looped.error)[0] == delivery.classify(threaded.error)[0] == verdict
+    assert looped.error.status_code == threaded.error.status_code
+    assert type(looped.error.__cause__).__mro__[:2] == type(threaded.error.__cause__).__mro__[:2]
+
+
+def test_anymails_http_backends_use_the_event_loop_and_the_others_threads(settings, monkeypatch):
+    settings.EMAIL_BACKEND = POSTMARK
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": TOKEN}
+
+    def kind(**options):
+        pool = make_pool(4, **options)
+        pool.close()
+        return type(pool)
+
+    assert kind() is http_sending.AsyncSenderPool
+    assert kind(backend=get_connection("django.core.mail.backends.locmem.EmailBackend")) is (
+        SenderPool
+    )
+    settings.EMAIL_SEND_TRANSPORT = "threads"
+    assert kind() is SenderPool
+    settings.EMAIL_SEND_TRANSPORT = "auto"
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:1080")  # aiohttp has no SOCKS
+    assert kind() is SenderPool
+    monkeypatch.delenv("HTTPS_PROXY")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    assert kind() is SenderPool
