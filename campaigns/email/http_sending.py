@@ -356,7 +356,9 @@ def as_requests_error(exc: BaseException, request) -> requests.RequestException:
     the email: a connection never made (safe to retry) or lost once made (unknown)."""
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         error: requests.RequestException = requests.ConnectTimeout(str(exc), request=request)
-    elif isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientProxyConnectionError):
+    elif isinstance(exc, aiohttp.ClientSSLError):  # the certificate or handshake failed
+        error = requests.exceptions.SSLError(str(exc), request=request)
+    elif isinstance(exc, aiohttp.ClientConnectorError):
         error = requests.ConnectionError(str(exc), request=request)
     elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
         error = requests.ReadTimeout(str(exc) or "the ESP did not answer in time", request=request)

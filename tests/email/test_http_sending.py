@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import threading
 import time
 
 import pytest
+import requests
 from anymail.exceptions import AnymailAPIError
 from anymail.message import AnymailMessage
 from django.core.mail import get_connection
@@ -23,6 +25,9 @@ from django.core.mail import get_connection
 from campaigns.email import delivery, http_sending, senders
 from campaigns.email.senders import Job, SenderPool, make_pool, read_environment_once
 from tests.email import esp_standins
+from tests.email.postmark_standin import TOKEN as STANDIN_TOKEN
+from tests.email.postmark_standin import PostmarkStandIn
+from tests.tls import self_signed
 
 POSTMARK = "anymail.backends.postmark.EmailBackend"
 MAILGUN = "anymail.backends.mailgun.EmailBackend"
@@ -231,3 +236,31 @@ def test_anymails_http_backends_use_the_event_loop_and_the_others_threads(settin
     monkeypatch.delenv("HTTPS_PROXY")
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     assert kind() is SenderPool
+
+
+def test_tls_is_verified_with_the_environments_ca_bundle_both_ways(tmp_path, monkeypatch):
+    cert, key = self_signed(tmp_path, "localhost")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = PostmarkStandIn()
+    server.server.socket = tls.wrap_socket(server.server.socket, server_side=True)
+    server.start()
+    options = {"server_token": STANDIN_TOKEN,
+               "api_url": f"https://localhost:{server.server.server_address[1]}/"}  # fmt: skip
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        # Not a certificate the default bundle trusts: no connection, safe to retry.
+        refused = [by_thread(POSTMARK, email(), **options),
+                   by_event_loop(POSTMARK, email(), **options)]  # fmt: skip
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+        trusted = [by_thread(POSTMARK, email(), **options),
+                   by_event_loop(POSTMARK, email(), **options)]  # fmt: skip
+    finally:
+        server.stop()
+
+    for result in refused:
+        assert isinstance(result.error.__cause__, requests.exceptions.SSLError), result.error
+        assert delivery.classify(result.error)[0] == delivery.RETRY
+    assert [r.error for r in trusted] == [None, None]
+    assert sum(server.accepted.values()) == 2
