@@ -119,6 +119,8 @@ class AsyncSenderPool:
         self.thread: threading.Thread | None = None
         self.http: aiohttp.ClientSession | None = None
         self.tasks: set[asyncio.Task] = set()
+        # Made here: a CA bundle that cannot be read fails the run before any claim.
+        self.tls = ssl_context(backend.session.verify)
 
     # -- on the sending loop's thread -------------------------------------------------
 
@@ -133,7 +135,12 @@ class AsyncSenderPool:
             self.results.put(result_of(job))
             return
         if self.loop is None:
-            self.start()
+            try:
+                self.start()
+            except Exception as exc:  # nothing went out: as a connection never made
+                self.loop = None
+                self.results.put(Result(job, error=not_sent(exc, outgoing)))
+                return
         self.loop.call_soon_threadsafe(self._begin, outgoing)
 
     def outgoing(self, job: Job) -> Outgoing | None:
@@ -183,13 +190,7 @@ class AsyncSenderPool:
         job, payload, email = outgoing.job, outgoing.payload, outgoing.job.email
         try:
             if answer.error is not None:
-                cause = as_requests_error(answer.error, outgoing.request)
-                error = type("AnymailRequestsAPIError", (AnymailRequestsAPIError, type(cause)), {})
-                raise error(
-                    f"Error posting to {outgoing.request.url}:",
-                    email_message=email,
-                    payload=payload,
-                ) from cause
+                raise posting_error(as_requests_error(answer.error, outgoing.request), outgoing)
             response = as_response(answer)
             backend.raise_for_status(response, payload, email)
             email.anymail_status.esp_response = response
@@ -205,8 +206,7 @@ class AsyncSenderPool:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="email-http", daemon=True)
         self.thread.start()
-        session = self.backend.session
-        asyncio.run_coroutine_threadsafe(self._open(session.verify), self.loop).result(30)
+        asyncio.run_coroutine_threadsafe(self._open(), self.loop).result(30)
 
     def close(self, timeout: float = 60) -> None:
         try:
@@ -229,8 +229,8 @@ class AsyncSenderPool:
 
     # -- on the event loop's thread ---------------------------------------------------
 
-    async def _open(self, verify) -> None:
-        connector = aiohttp.TCPConnector(limit=self.size, ssl=ssl_context(verify))
+    async def _open(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.size, ssl=self.tls)
         # The request's own headers are those requests sends: add none of aiohttp's but
         # Accept-Encoding (see `headers_of`).
         self.http = aiohttp.ClientSession(
@@ -335,6 +335,26 @@ def proxy_for(url: str, proxies: dict) -> tuple[str | None, dict[str, str] | Non
     bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     token = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode()
     return bare, {"Proxy-Authorization": f"Basic {token}"}
+
+
+def posting_error(cause: requests.RequestException, outgoing: Outgoing) -> AnymailRequestsAPIError:
+    """The error `post_to_esp` raises for `cause`: both AnymailRequestsAPIError and the
+    requests exception's type, caused by it."""
+    kind = type("AnymailRequestsAPIError", (AnymailRequestsAPIError, type(cause)), {})
+    error = kind(
+        f"Error posting to {outgoing.request.url}:",
+        email_message=outgoing.job.email,
+        payload=outgoing.payload,
+    )
+    error.__cause__ = cause
+    return error
+
+
+def not_sent(exc: Exception, outgoing: Outgoing) -> AnymailRequestsAPIError:
+    """The event loop could not start: the email never left, so it may be tried again."""
+    cause = requests.ConnectionError(f"the HTTP client did not start: {exc!r}")
+    cause.__cause__ = exc
+    return posting_error(cause, outgoing)
 
 
 def as_response(answer: Answer) -> requests.Response:

@@ -142,6 +142,11 @@ class PostmarkStandIn:
 
             def do_GET(self):
                 # Not Postmark's: what a benchmark in another process reads back.
+                if self.path == "/_standin/accepted":  # Metadata.message_id → [times, id]
+                    with standin.lock:
+                        accepted = {ours: [times, standin.message_ids.get(ours)]
+                                    for ours, times in standin.accepted.items()}  # fmt: skip
+                    return self.answer(200, accepted)
                 if self.path != "/_standin/stats":
                     return self.answer(404, {"ErrorCode": 404, "Message": f"no {self.path}"})
                 with standin.lock:

@@ -264,3 +264,32 @@ def test_tls_is_verified_with_the_environments_ca_bundle_both_ways(tmp_path, mon
         assert delivery.classify(result.error)[0] == delivery.RETRY
     assert [r.error for r in trusted] == [None, None]
     assert sum(server.accepted.values()) == 2
+
+
+def test_an_event_loop_that_cannot_start_reports_each_email_as_not_sent(monkeypatch):
+    async def broken(self):
+        raise RuntimeError("no event loop for you")
+
+    monkeypatch.setattr(http_sending.AsyncSenderPool, "_open", broken)
+    result = by_event_loop(POSTMARK, email(), server_token=TOKEN, api_url=closed_port_url())
+
+    assert "did not start" in str(result.error.__cause__)
+    assert delivery.classify(result.error)[0] == delivery.RETRY  # nothing went out
+
+
+@pytest.mark.django_db
+def test_an_unreadable_ca_bundle_fails_the_run_before_anything_is_claimed(settings, monkeypatch):
+    from campaigns.email import sending
+    from campaigns.models import Message
+    from tests.email.conftest import T0, make_campaign, queue_messages
+
+    settings.EMAIL_BACKEND = POSTMARK
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": TOKEN, "POSTMARK_API_URL": closed_port_url()}
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/company-ca.pem")
+    campaign, step, _ = make_campaign()
+    queue_messages(campaign, step, 3)
+
+    with pytest.raises(OSError, match="company-ca.pem|No such file"):
+        sending.send_queued(clock=lambda: T0)
+
+    assert set(Message.objects.values_list("status", flat=True)) == {"queued"}
