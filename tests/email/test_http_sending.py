@@ -289,7 +289,7 @@ def test_an_unreadable_ca_bundle_fails_the_run_before_anything_is_claimed(settin
     campaign, step, _ = make_campaign()
     queue_messages(campaign, step, 3)
 
-    with pytest.raises(OSError, match="company-ca.pem|No such file"):
+    with pytest.raises(OSError, match=r"company-ca\.pem|No such file"):
         sending.send_queued(clock=lambda: T0)
 
     assert set(Message.objects.values_list("status", flat=True)) == {"queued"}
