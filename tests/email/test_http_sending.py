@@ -10,6 +10,7 @@ up, so the two can be compared request for request and verdict for verdict.
 
 from __future__ import annotations
 
+import base64
 import re
 import socket
 import ssl
@@ -238,31 +239,105 @@ def test_anymails_http_backends_use_the_event_loop_and_the_others_threads(settin
     assert kind() is SenderPool
 
 
-def test_tls_is_verified_with_the_environments_ca_bundle_both_ways(tmp_path, monkeypatch):
+@pytest.fixture
+def tls_postmark(tmp_path, monkeypatch):
+    """The Postmark stand-in over TLS, its certificate (for a CA bundle) and the
+    backend options that point at it; no proxy or CA bundle from the environment."""
     cert, key = self_signed(tmp_path, "localhost")
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     server = PostmarkStandIn()
     server.server.socket = tls.wrap_socket(server.server.socket, server_side=True)
     server.start()
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY",
+                 "ALL_PROXY", "NO_PROXY"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
     options = {"server_token": STANDIN_TOKEN,
                "api_url": f"https://localhost:{server.server.server_address[1]}/"}  # fmt: skip
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-    try:
-        # Not a certificate the default bundle trusts: no connection, safe to retry.
-        refused = [by_thread(POSTMARK, email(), **options),
-                   by_event_loop(POSTMARK, email(), **options)]  # fmt: skip
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
-        trusted = [by_thread(POSTMARK, email(), **options),
-                   by_event_loop(POSTMARK, email(), **options)]  # fmt: skip
-    finally:
-        server.stop()
+    yield server, cert, options
+    server.stop()
+
+
+def both_ways(options) -> list[senders.Result]:
+    return [by_thread(POSTMARK, email(), **options), by_event_loop(POSTMARK, email(), **options)]
+
+
+def test_tls_is_verified_with_the_environments_ca_bundle_both_ways(tls_postmark, monkeypatch):
+    server, cert, options = tls_postmark
+    # Not a certificate the default bundle trusts: no connection, safe to retry.
+    refused = both_ways(options)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    trusted = both_ways(options)
 
     for result in refused:
         assert isinstance(result.error.__cause__, requests.exceptions.SSLError), result.error
         assert delivery.classify(result.error)[0] == delivery.RETRY
     assert [r.error for r in trusted] == [None, None]
+    assert sum(server.accepted.values()) == 2
+
+
+class TunnelProxy:
+    """An HTTPS proxy: takes CONNECT host:port, answers 200, then passes bytes both
+    ways; remembers each CONNECT's target and Proxy-Authorization."""
+
+    def __init__(self):
+        self.connects: list[tuple[str, str, str | None]] = []  # (method, target, login)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(4096)
+        lines = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
+        method, target, _ = lines[0].split(" ")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        login = {k.lower(): v for k, v in headers.items()}.get("proxy-authorization")
+        self.connects.append((method, target, login))
+        host, port = target.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pipe(source, sink):
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            except OSError:
+                pass
+            finally:
+                sink.close()
+
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_https_goes_through_the_proxys_tunnel_with_its_login_both_ways(tls_postmark, monkeypatch):
+    server, cert, options = tls_postmark
+    proxy = TunnelProxy()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://relay:s%40cret@127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    try:
+        results = both_ways(options)
+    finally:
+        proxy.close()
+
+    assert [r.error for r in results] == [None, None]
+    login = "Basic " + base64.b64encode(b"relay:s@cret").decode()
+    target = f"localhost:{server.server.server_address[1]}"
+    assert proxy.connects == [("CONNECT", target, login)] * 2
     assert sum(server.accepted.values()) == 2
 
 
