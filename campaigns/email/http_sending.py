@@ -51,7 +51,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, select_proxy
 from yarl import URL  # aiohttp's own URL type
 
-from campaigns.email.senders import Job, Result, result_of
+from campaigns.email.senders import Job, Result, drain, result_of
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,6 @@ class Outgoing:
     request: requests.PreparedRequest
     headers: dict[str, str]
     body: bytes | None
-    proxy: str | None
-    proxy_headers: dict[str, str] | None
     timeout: aiohttp.ClientTimeout
     started: float = 0.0
 
@@ -121,6 +119,13 @@ class AsyncSenderPool:
         self.tasks: set[asyncio.Task] = set()
         # Made here: a CA bundle that cannot be read fails the run before any claim.
         self.tls = ssl_context(backend.session.verify)
+        # Every request goes to the API's one host (as `read_environment_once` reads
+        # it): its proxy, and the proxy's login on the CONNECT that opens the tunnel for
+        # HTTPS or on each request the proxy forwards for HTTP.
+        self.proxy, login = proxy_for(backend.api_url, backend.session.proxies)
+        tunnel = backend.api_url.startswith("https:")
+        self.proxy_headers = login if tunnel else None
+        self.forwarded_login = None if tunnel else login
 
     # -- on the sending loop's thread -------------------------------------------------
 
@@ -161,26 +166,13 @@ class AsyncSenderPool:
         elif body is not None and not isinstance(body, bytes):
             body = b"".join(body)  # a streamed body (never from Anymail's payloads)
         headers = headers_of(request)
-        proxy, login = proxy_for(request.url, session.proxies)
-        proxy_headers = None
-        if login and request.url.startswith("https:"):
-            proxy_headers = login  # on the CONNECT that opens the tunnel
-        elif login:
-            headers.update(login)  # on the request the proxy forwards
-        return Outgoing(
-            job, payload, request, headers, body, proxy, proxy_headers, client_timeout(timeout)
-        )
+        if self.forwarded_login:
+            headers.update(self.forwarded_login)
+        return Outgoing(job, payload, request, headers, body, client_timeout(timeout))
 
     def take(self, timeout: float | None) -> list[Result]:
         """Results reported so far; waits up to `timeout` for the first when there is none."""
-        answers = []
-        try:
-            if timeout is None or timeout > 0:
-                answers.append(self.results.get(timeout=timeout))
-            while True:
-                answers.append(self.results.get_nowait())
-        except queue.Empty:
-            pass
+        answers = drain(self.results, timeout)
         self.busy -= len(answers)
         return [item if isinstance(item, Result) else self.finish(item) for item in answers]
 
@@ -253,8 +245,8 @@ class AsyncSenderPool:
                 aiohttp_url(request.url),
                 data=outgoing.body,
                 headers=outgoing.headers,
-                proxy=outgoing.proxy,
-                proxy_headers=outgoing.proxy_headers,
+                proxy=self.proxy,
+                proxy_headers=self.proxy_headers,
                 timeout=outgoing.timeout,
             ) as answer:
                 body = await answer.read()

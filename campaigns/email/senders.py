@@ -89,14 +89,7 @@ class SenderPool:
 
     def take(self, timeout: float | None) -> list[Result]:
         """Results reported so far; waits up to `timeout` for the first when there is none."""
-        results = []
-        try:
-            if timeout is None or timeout > 0:
-                results.append(self.results.get(timeout=timeout))
-            while True:
-                results.append(self.results.get_nowait())
-        except queue.Empty:
-            pass
+        results = drain(self.results, timeout)
         self.busy -= len(results)
         return results
 
@@ -136,6 +129,20 @@ class SenderPool:
             if self.db is not None:
                 del connections[self.db.alias]  # lent, not ours to close
             connections.close_all()  # this thread's own, of any other database
+
+
+def drain(results: queue.SimpleQueue, timeout: float | None) -> list:
+    """Everything in `results` now, after waiting up to `timeout` for the first when it
+    is empty (0: no wait; None: until one comes)."""
+    items = []
+    try:
+        if timeout is None or timeout > 0:
+            items.append(results.get(timeout=timeout))
+        while True:
+            items.append(results.get_nowait())
+    except queue.Empty:
+        pass
+    return items
 
 
 def read_environment_once(backend) -> None:
