@@ -143,7 +143,6 @@ class AsyncSenderPool:
             try:
                 self.start()
             except Exception as exc:  # nothing went out: as a connection never made
-                self.loop = None
                 self.results.put(Result(job, error=not_sent(exc, outgoing)))
                 return
         self.loop.call_soon_threadsafe(self._begin, outgoing)
@@ -195,10 +194,17 @@ class AsyncSenderPool:
         return result_of(job)
 
     def start(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="email-http", daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._open(), self.loop).result(30)
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="email-http", daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._open(), loop).result(30)
+        except BaseException:  # no loop left running for a client that never opened
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+            loop.close()
+            raise
+        self.loop, self.thread = loop, thread
 
     def close(self, timeout: float = 60) -> None:
         try:

@@ -350,6 +350,7 @@ def test_an_event_loop_that_cannot_start_reports_each_email_as_not_sent(monkeypa
 
     assert "did not start" in str(result.error.__cause__)
     assert delivery.classify(result.error)[0] == delivery.RETRY  # nothing went out
+    assert not [t for t in threading.enumerate() if t.name == "email-http"]  # none left
 
 
 @pytest.mark.django_db
