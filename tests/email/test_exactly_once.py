@@ -89,6 +89,24 @@ def kill_mid_batch(worker: subprocess.Popen, received, what: str) -> None:
             worker.wait()
 
 
+def race_for_the_rest(worker: subprocess.Popen, backend=None) -> None:
+    """Two senders race for what is left, a new worker and this process, until every
+    message is settled."""
+    from campaigns.tasks.email import send_queued_email
+
+    try:
+        send_queued_email.delay()
+        sending.send_queued(budget_seconds=120, backend=backend)
+        wait_for(
+            lambda: not Message.objects.filter(status__in=["queued", "sending"]).exists(),
+            120,
+            "every message to be settled",
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)
+
+
 def dev_mailbox():
     return get_connection("campaigns.email.devmail.EmailBackend")
 
@@ -108,7 +126,6 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def test_a_worker_killed_mid_batch_still_sends_each_message_exactly_once(redis_client):
-    from campaigns.tasks.email import send_queued_email
 
     campaign, step, _ = make_campaign()
     EmailSettings.objects.create(site=campaign.site, sends_per_minute=1_000_000)
@@ -126,19 +143,7 @@ def test_a_worker_killed_mid_batch_still_sends_each_message_exactly_once(redis_c
     # (pytest-django swaps EMAIL_BACKEND for locmem in this process: name the backend.)
     sending.recover_interrupted(now=timezone.now() + timedelta(hours=1), backend=dev_mailbox())
 
-    # Two senders race for the rest: a new worker and this process.
-    second = start_worker("second")
-    try:
-        send_queued_email.delay()
-        sending.send_queued(budget_seconds=120, backend=dev_mailbox())
-        wait_for(
-            lambda: not Message.objects.filter(status__in=["queued", "sending"]).exists(),
-            120,
-            "every message to be settled",
-        )
-    finally:
-        second.terminate()
-        second.wait(timeout=15)
+    race_for_the_rest(start_worker("second"), backend=dev_mailbox())
 
     per_message = dict(
         DevMail.objects.values("message_id").annotate(n=Count("id")).values_list("message_id", "n")
@@ -155,7 +160,6 @@ def test_a_worker_killed_mid_batch_still_sends_each_message_exactly_once(redis_c
 def test_a_worker_killed_mid_batch_sending_through_the_event_loop_resends_nothing(
     redis_client, settings
 ):
-    from campaigns.tasks.email import send_queued_email
 
     # Each request waits 20 ms at the ESP: the kill finds emails in flight.
     postmark = PostmarkStandIn(latency=0.02).start()
@@ -179,18 +183,7 @@ def test_a_worker_killed_mid_batch_sending_through_the_event_loop_resends_nothin
 
         recovered = sending.recover_interrupted(now=timezone.now() + timedelta(hours=1))
         assert recovered == {"reconciled": 0, "requeued": 0, "failed": left}
-        second = start_worker("loop-second", **env)
-        try:
-            send_queued_email.delay()
-            sending.send_queued(budget_seconds=120)
-            wait_for(
-                lambda: not Message.objects.filter(status__in=["queued", "sending"]).exists(),
-                120,
-                "every message to be settled",
-            )
-        finally:
-            second.terminate()
-            second.wait(timeout=15)
+        race_for_the_rest(start_worker("loop-second", **env))
     finally:
         postmark.stop()
 
