@@ -27,6 +27,11 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("REDIS_URL", "http://localhost:6379", "REDIS_URL is malformed"),
         ("DEBUG", "perhaps", "DEBUG='perhaps' is not a boolean"),
         ("EMAIL_PORT", "twenty-five", "EMAIL_PORT='twenty-five' is not a whole number"),
+        (
+            "EMAIL_SEND_TRANSPORT",
+            "gevent",
+            "EMAIL_SEND_TRANSPORT='gevent' must be one of: auto, threads",
+        ),
     ],
 )
 def test_a_malformed_variable_gives_a_clear_error_naming_it(variable, value, message):
