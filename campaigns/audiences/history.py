@@ -135,7 +135,8 @@ def fold_days(*, now: datetime) -> int:
 
 
 def member_history(audience_id: int, *, now: datetime, days: int = 90) -> list[DayCount]:
-    """Members at the end of each of the last `days` days, today included (two queries)."""
+    """Members at the end of each of the last `days` days, today included (two queries);
+    today's bar is the members now."""
     today = timezone.localdate(now)
     first = today - timedelta(days=days - 1)
     params = {"audience": audience_id, "tz": timezone.get_current_timezone_name()}
@@ -148,6 +149,12 @@ def member_history(audience_id: int, *, now: datetime, days: int = 90) -> list[D
         cursor.execute(LIVE, {**params, "since": since})
         for day, added, removed in cursor.fetchall():
             changes[day] = (added, removed)
+    # A change stamped after today (a worker's clock ahead of this one's) counts in
+    # today's bar: "now" on the chart is what the audience list's "members now" says.
+    for day in [d for d in changes if d > today]:
+        added, removed = changes.pop(day)
+        before = changes.get(today, (0, 0))
+        changes[today] = (before[0] + added, before[1] + removed)
     members = sum(a - r for day, (a, r) in changes.items() if day < first)
     history = []
     for offset in range(days):

@@ -124,6 +124,22 @@ def test_today_is_counted_live_and_folded_tomorrow(audience, history):
     assert member_history(audience.id, now=tomorrow, days=2)[0].members == 6
 
 
+def test_a_change_stamped_after_today_counts_in_todays_bar(admin_client, audience):
+    """A worker whose clock runs ahead (or a decision made for a later clock) records a
+    join dated tomorrow: the chart's "now" still counts it, as the audience list does."""
+    from django.utils import timezone
+
+    add(audience, people(audience, 2), timezone.now() - timedelta(days=1))
+    add(audience, people(audience, 1), timezone.now() + timedelta(days=1))
+    history = member_history(audience.id, now=timezone.now(), days=3)
+    assert [d.members for d in history] == [0, 2, 3]
+    assert (history[-1].added, history[-1].removed) == (1, 0)
+    page = admin_client.get(f"/admin/campaigns/audience/{audience.pk}/change/").content.decode()
+    assert "3 members now" in page
+    listing = admin_client.get("/admin/campaigns/audience/").content.decode()
+    assert '<td class="field-members">3</td>' in listing
+
+
 def test_the_changelist_shows_members_now_without_counting_the_member_table(
     admin_client, audience, history
 ):
