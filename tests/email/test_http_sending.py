@@ -11,6 +11,7 @@ up, so the two can be compared request for request and verdict for verdict.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import socket
 import ssl
@@ -143,6 +144,108 @@ def test_mailgun_gets_the_same_multipart_request_with_an_attachment_and_basic_au
     assert second[1]["authorization"] == first[1]["authorization"]
     assert second == first
     assert looped.esp_id.endswith("@mg.shop.test>")
+
+
+def send_several(path: str, messages, *, event_loop: bool, **options) -> list[senders.Result]:
+    """Several emails through one backend (threads) or one event loop: the second email
+    on is prepared from the first's shape."""
+    if not event_loop:
+        own = backend(path, **options)
+        try:
+            return [senders.send(own, Job(n, 1, 1, m)) for n, m in enumerate(messages)]
+        finally:
+            own.close()
+    pool = http_sending.AsyncSenderPool(4, backend(path, **options))
+    try:
+        results = []
+        for n, message in enumerate(messages):  # one at a time: the stand-in's order is ours
+            pool.submit(Job(n, 1, 1, message))
+            deadline = time.monotonic() + 30
+            while pool.busy and time.monotonic() < deadline:
+                results += pool.take(timeout=1)
+        return results
+    finally:
+        pool.close()
+
+
+def in_order(request) -> tuple:
+    """`comparable`, with the headers in the order they were written."""
+    path, headers, body = comparable(request)
+    return path, list(headers.items()), body
+
+
+def people_emails(**extra) -> list[AnymailMessage]:
+    messages = []
+    for n, name in enumerate(["Ada Lovelace", "Grace Hopper", "Ærøskøbing Ølstue"]):
+        message = email(**extra)
+        message.to = [f"{name} <p{n}@example.com>"]
+        message.body = f"Hello {name},\nyour cart is waiting." + " more" * n
+        message.extra_headers["Message-ID"] = f"<m-{n}@reengage.test>"
+        messages.append(message)
+    return messages
+
+
+@pytest.mark.parametrize("esp", ["postmark", "mailgun"])
+def test_each_email_of_a_run_gets_the_request_requests_prepares_headers_in_order(esp):
+    """The event loop prepares the second email on from the first's shape (URL, headers,
+    login): each email's request is still byte for byte what requests writes."""
+    attachment = [("receipt.txt", "Ünïcode receipt\n", "text/plain")]
+    if esp == "postmark":
+        standin, args, path, extra = esp_standins.Postmark, (TOKEN,), POSTMARK, {}
+    else:
+        standin, args, path = esp_standins.Mailgun, ("key-1", "mg.shop.test"), MAILGUN
+        extra = {"attachments": attachment}
+    with Recording(standin, *args) as api:
+        base = api.standin.base
+        if esp == "postmark":
+            options = {"server_token": TOKEN, "api_url": base + "/"}
+        else:
+            options = {"api_key": "key-1", "sender_domain": "mg.shop.test",
+                       "api_url": base + "/v3/"}  # fmt: skip
+        threaded = send_several(path, people_emails(**extra), event_loop=False, **options)
+        looped = send_several(path, people_emails(**extra), event_loop=True, **options)
+
+    assert api.standin.errors == []
+    assert [r.error for r in threaded + looped] == [None] * 6
+    assert len(api.raw) == 6
+    by_requests, by_loop = api.raw[:3], api.raw[3:]
+    for ours, theirs in zip(by_loop, by_requests, strict=True):
+        assert in_order(ours) == in_order(theirs)
+    assert len({r[2] for r in by_loop}) == 3  # three different bodies, each its own length
+
+
+class SignsTheBody(requests.auth.AuthBase):
+    """A login that depends on the body (as OAuth's does): never prepared from a shape."""
+
+    def __call__(self, request):
+        body = request.body if isinstance(request.body, bytes) else request.body.encode()
+        request.headers["X-Signature"] = hashlib.sha256(body).hexdigest()
+        return request
+
+
+def test_a_login_that_signs_the_body_is_prepared_in_full_for_each_email():
+    session = requests.Session()
+    session.trust_env = False
+    preparer = http_sending.RequestPreparer(session)
+    url = "https://api.esp.test/email"
+    prepared = [
+        preparer.prepare({"method": "POST", "url": url, "data": body, "auth": SignsTheBody()})
+        for body in ("one", "two")
+    ]
+    assert [p.headers["X-Signature"] for p in prepared] == [
+        hashlib.sha256(b).hexdigest() for b in (b"one", b"two")
+    ]
+    assert preparer.shapes == {}
+    basic = [
+        preparer.prepare({"method": "POST", "url": url, "data": body, "auth": ("api", "k")})
+        for body in ("one", "two!")
+    ]
+    assert len(preparer.shapes) == 1
+    full = session.prepare_request(
+        requests.Request(method="POST", url=url, data="two!", auth=("api", "k"))
+    )
+    assert list(basic[1].headers.items()) == list(full.headers.items())
+    assert basic[1].body == full.body and basic[1].url == full.url
 
 
 class Socket:
