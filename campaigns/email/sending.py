@@ -253,7 +253,7 @@ class SendRun:
                     self.report.rate_limited_sites.append(site_id)
         for until, ids in over.items():
             release(ids, until)
-        self.loaded.extend(load_claimed(sorted(allowed)))
+        self.loaded.extend(load_claimed(sorted(allowed), self.cache))
 
     def prepare_some(self) -> None:
         """Check and render the next few loaded messages; their variant and promo code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -344,6 +345,37 @@ def test_forty_emails_are_claimed_loaded_checked_and_finished_in_batches():
     assert kinds["lookups"] == 3
     assert 1 <= kinds["finish"] <= 5
     assert sum(kinds.values()) <= 12  # three per email (120) before batching
+
+
+@override_settings(EMAIL_SEND_CONCURRENCY=8)
+def test_a_run_reads_the_site_template_and_campaign_once_not_once_per_batch():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    campaign, step, _ = make_campaign()
+    queue_messages(campaign, step, 40)
+    with CaptureQueriesContext(connection) as queries:
+        report = sending.send_queued(clock=clock, backend=get_connection(ANYMAIL_TEST))
+
+    assert report.counts == {"sent": 40}
+    sqls = [q["sql"] for q in queries.captured_queries]
+    assert sum(query_kind(sql) == "claim" for sql in sqls) >= 6  # 8 at a time at most
+    for table in ("tracking_site", "campaigns_emailtemplate", "campaigns_campaign"):
+        assert sum(sql.startswith("SELECT") and f'FROM "{table}"' in sql for sql in sqls) == 1
+
+
+def test_a_run_reads_an_edited_template_again_once_its_copy_is_older_than_the_interval():
+    from campaigns.email.delivery import RunCache
+    from campaigns.models import EmailTemplate
+
+    _, _, template = make_campaign()
+    cache = RunCache()
+    cache.shared_for = 0.2
+    assert cache.rows(EmailTemplate, {template.pk})[template.pk].subject == template.subject
+    EmailTemplate.objects.filter(pk=template.pk).update(subject="Edited")
+    assert cache.rows(EmailTemplate, {template.pk})[template.pk].subject == template.subject
+    time.sleep(0.25)
+    assert cache.rows(EmailTemplate, {template.pk})[template.pk].subject == "Edited"
 
 
 def query_kind(sql: str) -> str:
