@@ -317,7 +317,7 @@ class RequestPreparer:
             shape = self.shapes[key] = (template, self.login_headers(params))
         template, login_names = shape
         request = template.copy()
-        login = {name: request.headers.pop(name) for name in login_names}
+        login = {name: request.headers.pop(name) for name in login_names if name in request.headers}
         request.prepare_body(params.get("data"), params.get("files"), params.get("json"))
         request.headers.update(login)
         return request
