@@ -296,25 +296,35 @@ class RequestPreparer:
     of each email is prepared by requests (`prepare_body`), and the login header goes
     after it, where `prepare` puts it. What this cannot vouch for — cookies, hooks, a
     login other than HTTP basic or none, an explicit Authorization header beside a
-    login, a streamed body — is prepared in full, as before."""
+    login, a streamed body — is prepared in full, as before.
+
+    The session is read once, here: the event loop never sends through it, so its
+    cookies, hooks, headers and login stay as they are for the run."""
 
     MAX_SHAPES = 8
 
     def __init__(self, session: requests.Session):
         self.session = session
-        self.shapes: dict[tuple, tuple[requests.PreparedRequest, tuple[str, ...]]] = {}
+        # A shape's template and the login header names to put after the body; None for
+        # a shape that must be prepared in full.
+        self.shapes: dict[tuple, tuple[requests.PreparedRequest, tuple[str, ...]] | None] = {}
+        try:
+            frozen(session.auth)
+        except NotBasic:
+            reusable = False
+        else:
+            reusable = not session.cookies and session.hooks == requests.hooks.default_hooks()
+        self.reusable = reusable
 
     def prepare(self, params: dict) -> requests.PreparedRequest:
         key = self.shape_of(params)
-        if key is None:
-            return self.session.prepare_request(requests.Request(**params))
-        shape = self.shapes.get(key)
-        if shape is None:
+        if key is not None and key not in self.shapes:
             if len(self.shapes) >= self.MAX_SHAPES:
                 self.shapes.clear()
-            bodiless = {k: v for k, v in params.items() if k not in BODY_PARAMS}
-            template = self.session.prepare_request(requests.Request(**bodiless))
-            shape = self.shapes[key] = (template, self.login_headers(params))
+            self.shapes[key] = self.new_shape(params)
+        shape = self.shapes.get(key) if key is not None else None
+        if shape is None:
+            return self.session.prepare_request(requests.Request(**params))
         template, login_names = shape
         request = template.copy()
         login = {name: request.headers.pop(name) for name in login_names if name in request.headers}
@@ -325,36 +335,30 @@ class RequestPreparer:
     def shape_of(self, params: dict) -> tuple | None:
         """What the request's preparation depends on besides its body, hashable; None when
         this email must be prepared in full."""
-        if set(params) - set(BODY_PARAMS) - set(SHAPE_PARAMS) or self.session.cookies:
+        if not self.reusable or set(params) - set(BODY_PARAMS) - set(SHAPE_PARAMS):
             return None  # cookies, hooks, proxies or the like of its own
-        if self.session.hooks != requests.hooks.default_hooks():
-            return None
         data = params.get("data")
         if data is not None and not isinstance(data, str | bytes | dict | list | tuple):
             return None  # a stream or a file: its length and encoding are requests' call
-        if self.logs_in(params) and "Authorization" in self.explicit_headers(params):
-            return None  # the login overwrites that header where it stands
         try:
             key = tuple(frozen(params.get(name)) for name in SHAPE_PARAMS)
-            frozen(self.session.auth)  # the session's own login, if any, basic too
             hash(key)
         except (TypeError, NotBasic):
             return None
         return key
 
-    def logs_in(self, params: dict) -> bool:
-        """Does `prepare_auth` add a login: the request's, the session's or the URL's?"""
+    def new_shape(self, params: dict) -> tuple[requests.PreparedRequest, tuple[str, ...]] | None:
+        """The template of this email's shape, or None when the login would overwrite an
+        explicit Authorization header where it stands (prepared in full, every email)."""
         auth = params.get("auth") or self.session.auth
-        return bool(auth) or any(requests.utils.get_auth_from_url(params.get("url") or ""))
-
-    def explicit_headers(self, params: dict) -> CaseInsensitiveDict:
-        headers = CaseInsensitiveDict(self.session.headers)
-        headers.update(params.get("headers") or {})
-        return headers
-
-    def login_headers(self, params: dict) -> tuple[str, ...]:
-        """The header names the login added to `template`: HTTP basic's one, or none."""
-        return ("Authorization",) if self.logs_in(params) else ()
+        logs_in = bool(auth) or any(requests.utils.get_auth_from_url(params.get("url") or ""))
+        explicit = CaseInsensitiveDict(self.session.headers)
+        explicit.update(params.get("headers") or {})
+        if logs_in and "Authorization" in explicit:
+            return None
+        bodiless = {k: v for k, v in params.items() if k not in BODY_PARAMS}
+        template = self.session.prepare_request(requests.Request(**bodiless))
+        return template, ("Authorization",) if logs_in else ()
 
 
 class NotBasic(Exception):
