@@ -148,13 +148,11 @@ def member_history(audience_id: int, *, now: datetime, days: int = 90) -> list[D
         since = _start_of(max(changes) + timedelta(days=1)) if changes else None
         cursor.execute(LIVE, {**params, "since": since})
         for day, added, removed in cursor.fetchall():
-            changes[day] = (added, removed)
-    # A change stamped after today (a worker's clock ahead of this one's) counts in
-    # today's bar: "now" on the chart is what the audience list's "members now" says.
-    for day in [d for d in changes if d > today]:
-        added, removed = changes.pop(day)
-        before = changes.get(today, (0, 0))
-        changes[today] = (before[0] + added, before[1] + removed)
+            # A change stamped after today (a worker's clock ahead of this one's) counts
+            # in today's bar: the chart's "now" is what the list's "members now" says.
+            day = min(day, today)
+            before = changes.get(day, (0, 0))
+            changes[day] = (before[0] + added, before[1] + removed)
     members = sum(a - r for day, (a, r) in changes.items() if day < first)
     history = []
     for offset in range(days):
