@@ -96,3 +96,31 @@ def test_the_unsubscribe_pages_do_not_show_the_address(client, message, page):
         text = response.content.decode()
         assert response.status_code == 200
         assert message.to_email not in text and message.to_email.split("@")[0] not in text
+
+
+@pytest.mark.parametrize("salt", [UNSUBSCRIBE_SALT, VIEW_SALT, OPEN_SALT])
+def test_a_message_token_is_the_token_djangos_signing_makes(monkeypatch, salt):
+    monkeypatch.setattr(signing.time, "time", lambda: 1_800_000_000)
+    for message_id in (1, 42, 2**40):
+        token = message_token(message_id, salt)
+        assert token == signing.dumps(message_id, salt=salt)
+        assert signing.loads(token, salt=salt) == message_id
+
+
+def test_a_click_token_is_the_token_djangos_signer_makes(monkeypatch):
+    monkeypatch.setattr(signing.time, "time", lambda: 1_800_000_000)
+    payload = base64.urlsafe_b64encode(f"7 {URL}".encode()).rstrip(b"=").decode()
+    django_signer = signing.TimestampSigner(key=django_settings.SECRET_KEY, salt=CLICK_SALT + ".t")
+    assert click_token(7, URL) == django_signer.sign(payload)
+
+
+def test_tokens_made_before_the_secret_key_rotated_still_work(client, message, settings):
+    old_key = settings.SECRET_KEY
+    unsubscribe = message_token(message.pk, UNSUBSCRIBE_SALT)
+    click = click_token(message.pk, URL)
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a new key " * 5, [old_key]
+    assert message_token(message.pk, UNSUBSCRIBE_SALT) != unsubscribe  # signed anew
+    assert client.get(f"/email/c/{click}/").status_code == 302
+    assert client.get(f"/email/unsubscribe/{unsubscribe}/").status_code == 200
+    settings.SECRET_KEY_FALLBACKS = []
+    assert client.get(f"/email/c/{click}/").status_code == 400
