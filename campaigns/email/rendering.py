@@ -479,7 +479,6 @@ _BLOCK = re.compile(r"</?(?:p|h[1-6]|table|ul|ol|blockquote)\b[^>]*>", re.IGNORE
 _TAG = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 _BLANKS = re.compile(r"\n\s*\n\s*(?:\n\s*)+")
-_SOURCE_BREAK = re.compile(r"[ \t]*[\r\n]+[ \t]*")
 
 
 def _link_text(match: re.Match) -> str:
@@ -492,8 +491,10 @@ def _link_text(match: re.Match) -> str:
 def html_to_text(body: str) -> str:
     text = _DROP.sub("", body)
     # A line break in the HTML source is a space on screen (a heading written on
-    # two lines is one line); only tags break lines in the text part.
-    text = _SOURCE_BREAK.sub(" ", text)
+    # two lines is one line); only tags break lines in the text part. (Split and
+    # joined: a regular expression for it tries every position of the body, ~40 % of
+    # this function; the spaces it leaves are collapsed with the others below.)
+    text = " ".join([piece.strip(" \t") for piece in text.replace("\r", "\n").split("\n")])
     text = _LINK.sub(_link_text, text)
     text = _BREAK.sub("\n", text)
     text = _BLOCK.sub("\n\n", text)

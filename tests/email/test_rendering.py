@@ -99,6 +99,22 @@ def test_the_text_part_is_generated_from_the_html_when_empty():
     )
 
 
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        ("<p>Your\r\n   cart is\n\n\twaiting</p>", "Your cart is waiting"),
+        ("<p>one  \n  </p>\n\n<p>\n two</p>", "one\n\ntwo"),
+        ("a \n<br>\n b", "a\nb"),
+        ("<a href='https://shop.test/c'>\n  Back to\n  your cart\n</a>",
+         "Back to your cart (https://shop.test/c)"),
+        ("<a href='https://shop.test/c'>\nhttps://shop.test/c\n</a>", "https://shop.test/c"),
+        ("<td>Shirt</td>\r<td>\u20ac20</td></tr>\n<tr><td>Tote</td>", "Shirt \u20ac20\nTote"),
+    ],
+)  # fmt: skip
+def test_line_breaks_in_the_html_source_are_spaces_in_the_text_part(body, text):
+    assert html_to_text(body) == text
+
+
 def test_a_written_text_part_is_used_as_is():
     rendered = render_email(template(text="Hello {{ first_name }} & welcome"), data())
     assert rendered.text.startswith("Hello Ada & welcome\n")
