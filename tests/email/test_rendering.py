@@ -82,6 +82,24 @@ def test_visitor_data_is_escaped_and_unsafe_urls_dropped():
     assert "javascript:" not in html and "data:text/html" not in html
 
 
+def test_quotes_in_product_links_images_and_names_cannot_leave_their_attribute():
+    trigger = {
+        "products": [
+            {"name": 'Tote" onload="alert(1)', "price": "20", "quantity": 2,
+             "url": 'https://shop.test/p?a=1&b="x" onclick="alert(2)',
+             "image_url": "https://shop.test/i.jpg' onerror='alert(3)"},
+        ],
+    }  # fmt: skip
+    html = render_email(
+        template(html="{{ products_block }}"), data(trigger=trigger), tracking=False
+    ).html
+
+    assert 'alt="Tote&quot; onload=&quot;alert(1)"' in html
+    assert 'href="https://shop.test/p?a=1&amp;b=&quot;x&quot; onclick=&quot;alert(2)"' in html
+    assert 'src="https://shop.test/i.jpg&#x27; onerror=&#x27;alert(3)"' in html
+    assert "2 × " in html and 'onload="' not in html and "onclick=" + '"' not in html
+
+
 def test_the_layout_inlines_css_and_carries_the_required_footer():
     rendered = render_email(template(html="<p>Hello {{ first_name }}</p>"), data())
 
