@@ -12,8 +12,6 @@ view-in-browser page share, so what a marketer previews is what is sent.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import html
 import re
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from django.core.exceptions import ValidationError
 from django.template import Context
 from django.template.defaultfilters import linebreaksbr
 from django.template.loader import render_to_string
+from django.utils.crypto import salted_hmac
 from django.utils.encoding import force_bytes
 from django.utils.safestring import SafeString, mark_safe
 
@@ -316,9 +315,8 @@ class _KeyedSigner(signing.TimestampSigner):
 
     def __init__(self, *, key, salt: str):
         super().__init__(key=key, salt=salt)
-        hasher = getattr(hashlib, self.algorithm)
-        derived = hasher(force_bytes(self.salt + "signer") + force_bytes(self.key)).digest()
-        self._mac = hmac.new(derived, digestmod=hasher)
+        # Django's own derivation (as `Signer.signature` calls it), over no message yet.
+        self._mac = salted_hmac(self.salt + "signer", b"", self.key, algorithm=self.algorithm)
 
     def signature(self, value, key=None) -> str:
         if key is not None and key != self.key:
