@@ -138,6 +138,10 @@ def render_budget():
         _BUDGET.reset(token)
 
 
+# The nodes whose output is charged to the budget (see _CountedLeaf).
+LEAVES = (TextNode, VariableNode)
+
+
 class _CountedLeaf:
     """A text or variable node whose output is charged to the budget: every byte an
     email holds comes from one of these (tags only arrange them)."""
@@ -168,7 +172,7 @@ class BudgetedNodeList(NodeList):
             return
         for node in list.__iter__(self):
             budget.check_time()
-            yield _CountedLeaf(node, budget) if isinstance(node, TextNode | VariableNode) else node
+            yield _CountedLeaf(node, budget) if isinstance(node, LEAVES) else node
 
     def render(self, context):
         """NodeList.render over `__iter__`, without a generator and a wrapper per node
@@ -180,7 +184,7 @@ class BudgetedNodeList(NodeList):
         for node in list.__iter__(self):
             budget.check_time()
             output = node.render_annotated(context)
-            if isinstance(node, TextNode | VariableNode):
+            if isinstance(node, LEAVES):
                 budget.spend(len(output))
             parts.append(output)
         return SafeString("".join(parts))
