@@ -92,20 +92,27 @@ def _clean_partitioned_events(request):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _empty_events_at_start(django_db_setup, django_db_blocker):
-    """--reuse-db keeps the database between runs; start without stale events.
+def _empty_database_at_start(django_db_setup, django_db_blocker):
+    """--reuse-db keeps the database between runs, and a run stopped in the middle of
+    a transactional test (killed, timed out) leaves that test's rows behind, which
+    every later count would see. Start each run the way a transactional test ends:
+    Django's tables flushed (its post_migrate puts back the permissions and the
+    marketers' group) and the events table, which is not one of them, emptied too.
 
     When no collected test uses the database (`pytest tests/test_docs_links.py`),
     pytest-django creates no test database and the connection still names the
     real one from DATABASE_URL: leave that alone.
     """
+    from django.core.management import call_command
     from django.db import connection
     from django.db.backends.base.creation import TEST_DATABASE_PREFIX
 
     if not connection.settings_dict["NAME"].startswith(TEST_DATABASE_PREFIX):
         return
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute("TRUNCATE tracking_event")
+    with django_db_blocker.unblock():
+        call_command("flush", interactive=False, verbosity=0)
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE tracking_event")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
