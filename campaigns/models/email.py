@@ -100,8 +100,12 @@ class Message(models.Model):
             )
         ]
         indexes = [
+            # The claim's order (campaigns/email/outbox.py): read from the index, the
+            # oldest `limit` rows cost the same with 100 or 100,000 queued.
             models.Index(
-                fields=["created_at"], name="message_queued", condition=models.Q(status="queued")
+                fields=["created_at", "id"],
+                name="message_queued_in_order",
+                condition=models.Q(status="queued"),
             ),
             models.Index(
                 fields=["claimed_at"], name="message_sending", condition=models.Q(status="sending")
