@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/send_bench.py [--emails 10000] [--latency 0.05 0.2]
                                          [--concurrency 32] [--throttle-every 0]
+                                         [--transports auto threads]
 
 The ESP is a stand-in of Postmark's API at the HTTP boundary
 (tests/email/postmark_standin.py, run as its own process so it does not share this
@@ -20,7 +21,8 @@ ANYMAIL_POSTMARK_API_URL. For each latency, in this one run:
 - **full path**: `sending.send_queued` for `--emails` queued messages on a scratch
   site (deleted afterwards): claim, load, suppression re-check, render, send, finish —
   through the event loop (EMAIL_SEND_TRANSPORT=auto, the default) and through the
-  threads (EMAIL_SEND_TRANSPORT=threads), each on its own scratch site.
+  threads (EMAIL_SEND_TRANSPORT=threads), each on its own scratch site
+  (`--transports auto` for the event loop's alone, e.g. with 100,000 queued).
 
 It prints emails/s (wall, and per CPU-second of this process), the ratios of each full
 path to the ceilings (the lower ceiling is the lower of render alone and the fastest
@@ -330,6 +332,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, nargs="+", default=[0.05, 0.2])
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--throttle-every", type=int, default=0)
+    parser.add_argument("--transports", nargs="+", choices=list(TRANSPORTS),
+                        default=list(TRANSPORTS), help="the full paths to run")  # fmt: skip
     parser.add_argument("--stage-emails", type=int, default=1000,
                         help="emails for the one-thread breakdown by stage (0: none)")  # fmt: skip
     args = parser.parse_args()
@@ -353,7 +357,7 @@ def main() -> None:
             default = bench_bare_http(url, request, args.emails, args.concurrency, as_sender=False)
             threads = bench_bare_http(url, request, args.emails, args.concurrency)
             loop = bench_bare_loop(url, request, args.emails, args.concurrency)
-            fulls = {t: bench_full(args.emails, args.concurrency, t) for t in TRANSPORTS}
+            fulls = {t: bench_full(args.emails, args.concurrency, t) for t in args.transports}
             stats = standin_stats(url)
         finally:
             proc.terminate()
@@ -382,7 +386,7 @@ def main() -> None:
         both = 1 / (1 / render[1] + 1 / max(threads[1], loop[1]))
         print(f"{'render + bare HTTP on one core, /s':40}{both:10.0f}   (CPU-bound bound)")
         print(f"stand-in: {stats}")
-        if stages:
+        if stages and "threads" in fulls:
             alone = sum(v for k, v in stages.items() if not k.startswith(" "))
             cpu = 1000 / fulls["threads"][0][1]
             print(f"CPU ms per email through the threads: full path {cpu:.2f}, its stages one "
