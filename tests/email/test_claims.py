@@ -20,6 +20,9 @@ QUEUED = 5000
 
 
 def queue(campaign, step, count: int, *, start=T0, spread: bool = True) -> list[Message]:
+    """Bare queued messages in one insert, created over 50 seconds (or all at `start`):
+    conftest's queue_messages makes a person and an enrollment for each, too slow for
+    thousands, and none of them is read here."""
     return Message.objects.bulk_create(
         Message(site=campaign.site, campaign=campaign, step=step, position=step.position,
                 template=step.template, to_email=f"p{i}@example.com",
